@@ -1,0 +1,72 @@
+"""Building EvaluateRequests from ASE Atoms, and the retry policy both clients share."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from mlipserve.v1 import potential_pb2 as pb
+from mlipserve.wire import SystemArrays, property_enums
+
+DEFAULT_PROPERTIES = ("energy", "forces")
+
+# Reconnect quickly after a server restart; raw bytes can be large.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_send_message_length", 512 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30000),
+]
+
+
+def as_system_list(systems) -> tuple[list, bool]:
+    """Return (list of systems, whether a single system was given)."""
+    if isinstance(systems, (list, tuple)):
+        return list(systems), False
+    return [systems], True
+
+
+def build_request(
+    systems: Sequence, properties: Iterable[str], model: str, version: str = ""
+) -> pb.EvaluateRequest:
+    """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names."""
+    msgs = []
+    for s in systems:
+        arrays = s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s)
+        msgs.append(arrays.to_proto())
+    return pb.EvaluateRequest(
+        model=model, version=version, systems=msgs, properties=property_enums(properties)
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter on UNAVAILABLE, bounded in attempts and total time."""
+
+    max_attempts: int = 8
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    total_timeout_s: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """Successive sleeps before each retry (the first attempt is not delayed)."""
+        delay = self.initial_backoff_s
+        for _ in range(self.max_attempts - 1):
+            yield delay * (0.5 + random.random() / 2)
+            delay = min(delay * 2, self.max_backoff_s)
+
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+def channel_credentials(ca_file: str | None) -> grpc.ChannelCredentials | None:
+    """TLS credentials from a CA bundle, or None for a plaintext channel."""
+    if ca_file is None:
+        return None
+    with open(ca_file, "rb") as fh:
+        return grpc.ssl_channel_credentials(root_certificates=fh.read())

@@ -1,0 +1,1 @@
+"""Generated gRPC contract of mlipserve (regenerate with `make stubs`)."""

@@ -1,0 +1,160 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Property(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROPERTY_UNSPECIFIED: _ClassVar[Property]
+    ENERGY: _ClassVar[Property]
+    FORCES: _ClassVar[Property]
+    STRESS: _ClassVar[Property]
+    ENERGIES: _ClassVar[Property]
+    UNCERTAINTY: _ClassVar[Property]
+PROPERTY_UNSPECIFIED: Property
+ENERGY: Property
+FORCES: Property
+STRESS: Property
+ENERGIES: Property
+UNCERTAINTY: Property
+
+class Array(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class System(_message.Message):
+    __slots__ = ("positions", "numbers", "cell", "pbc", "conditions")
+    class ConditionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Array
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    CELL_FIELD_NUMBER: _ClassVar[int]
+    PBC_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: Array
+    numbers: Array
+    cell: Array
+    pbc: _containers.RepeatedScalarFieldContainer[bool]
+    conditions: _containers.MessageMap[str, Array]
+    def __init__(self, positions: _Optional[_Union[Array, _Mapping]] = ..., numbers: _Optional[_Union[Array, _Mapping]] = ..., cell: _Optional[_Union[Array, _Mapping]] = ..., pbc: _Optional[_Iterable[bool]] = ..., conditions: _Optional[_Mapping[str, Array]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("model", "version", "systems", "properties", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SYSTEMS_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    systems: _containers.RepeatedCompositeFieldContainer[System]
+    properties: _containers.RepeatedScalarFieldContainer[Property]
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SystemResult(_message.Message):
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std")
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    FORCES_FIELD_NUMBER: _ClassVar[int]
+    STRESS_FIELD_NUMBER: _ClassVar[int]
+    ENERGIES_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_STD_FIELD_NUMBER: _ClassVar[int]
+    FORCES_STD_FIELD_NUMBER: _ClassVar[int]
+    MAX_FORCE_STD_FIELD_NUMBER: _ClassVar[int]
+    energy: float
+    forces: Array
+    stress: Array
+    energies: Array
+    energy_std: float
+    forces_std: Array
+    max_force_std: float
+    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ...) -> None: ...
+
+class BatchInfo(_message.Message):
+    __slots__ = ("requests", "systems", "atoms", "queue_wait_s", "compute_s")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEMS_FIELD_NUMBER: _ClassVar[int]
+    ATOMS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
+    requests: int
+    systems: int
+    atoms: int
+    queue_wait_s: float
+    compute_s: float
+    def __init__(self, requests: _Optional[int] = ..., systems: _Optional[int] = ..., atoms: _Optional[int] = ..., queue_wait_s: _Optional[float] = ..., compute_s: _Optional[float] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("model", "model_version", "results", "batch", "request_id", "error")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    results: _containers.RepeatedCompositeFieldContainer[SystemResult]
+    batch: BatchInfo
+    request_id: str
+    error: Error
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SystemResult, _Mapping]]] = ..., batch: _Optional[_Union[BatchInfo, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ELEMENTS_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    kind: str
+    elements: _containers.RepeatedScalarFieldContainer[int]
+    cutoff: float
+    ensemble_size: int
+    conditions: _containers.RepeatedScalarFieldContainer[str]
+    properties: _containers.RepeatedScalarFieldContainer[Property]
+    dtype: str
+    device: str
+    is_default: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The mlipserve server: gRPC service, dynamic batcher, model registry and models."""

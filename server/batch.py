@@ -1,0 +1,136 @@
+"""Systems as a batch (the arrays a model receives) and the checks made before batching."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlipserve.wire import SystemArrays
+
+
+class InvalidInput(ValueError):
+    """A request's content is wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits checked before a request joins a batch."""
+
+    max_atoms_per_system: int = 100_000
+    max_atoms_per_request: int = 1_000_000
+    max_systems_per_request: int = 10_000
+
+
+@dataclass
+class SystemBatch:
+    """S systems, A atoms, concatenated: the arrays of the design's batch contract."""
+
+    positions: np.ndarray  # (A, 3) float64
+    numbers: np.ndarray  # (A,) int64
+    cell: np.ndarray  # (S, 3, 3) float64
+    pbc: np.ndarray  # (S, 3) bool
+    n_atoms: np.ndarray  # (S,) int64
+    system_index: np.ndarray  # (A,) int64
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)  # (S, ...) each
+
+    @property
+    def n_systems(self) -> int:
+        """Number of systems S."""
+        return len(self.n_atoms)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(S + 1,) index of each system's first atom, then A."""
+        return np.concatenate([[0], np.cumsum(self.n_atoms)])
+
+    @classmethod
+    def concat(cls, systems: Sequence[SystemArrays]) -> SystemBatch:
+        """Concatenate systems in order (conditions kept where every system has them)."""
+        n_atoms = np.array([len(s.numbers) for s in systems], dtype=np.int64)
+        keys = set.intersection(*(set(s.conditions) for s in systems)) if systems else set()
+        return cls(
+            positions=np.concatenate([np.asarray(s.positions, dtype=np.float64) for s in systems]),
+            numbers=np.concatenate([np.asarray(s.numbers, dtype=np.int64) for s in systems]),
+            cell=np.stack([np.asarray(s.cell, dtype=np.float64) for s in systems]),
+            pbc=np.stack([np.asarray(s.pbc, dtype=bool) for s in systems]),
+            n_atoms=n_atoms,
+            system_index=np.repeat(np.arange(len(systems)), n_atoms),
+            conditions={
+                k: np.stack([np.asarray(s.conditions[k], dtype=np.float64) for s in systems])
+                for k in sorted(keys)
+            },
+        )
+
+
+def check_system(
+    system: SystemArrays,
+    where: str,
+    limits: Limits,
+    elements: frozenset[int] = frozenset(),
+    conditions: Sequence[str] = (),
+    need_volume: bool = False,
+) -> None:
+    """Raise InvalidInput naming the field when the system cannot be evaluated."""
+    n = len(system.numbers)
+    if len(system.positions) != n:
+        raise InvalidInput(
+            f"{where}.positions: {len(system.positions)} rows but {where}.numbers has {n} entries"
+        )
+    if n == 0:
+        raise InvalidInput(f"{where}: empty system (no atoms)")
+    if n > limits.max_atoms_per_system:
+        raise InvalidInput(
+            f"{where}: {n} atoms exceed the limit of {limits.max_atoms_per_system} per system"
+        )
+    if not np.isfinite(system.positions).all():
+        bad = int(np.argwhere(~np.isfinite(system.positions))[0, 0])
+        raise InvalidInput(f"{where}.positions: NaN or inf (first at atom {bad})")
+    numbers = np.asarray(system.numbers)
+    out_of_range = (numbers < 1) | (numbers > 118)
+    if out_of_range.any():
+        raise InvalidInput(
+            f"{where}.numbers: atomic number {int(numbers[out_of_range][0])} is outside 1..118"
+        )
+    if elements:
+        unknown = sorted(set(np.unique(numbers).tolist()) - elements)
+        if unknown:
+            raise InvalidInput(
+                f"{where}.numbers: elements {unknown} are not supported by this model "
+                f"(it knows {sorted(elements)})"
+            )
+    cell = np.asarray(system.cell, dtype=np.float64)
+    if not np.isfinite(cell).all():
+        raise InvalidInput(f"{where}.cell: NaN or inf")
+    pbc = np.asarray(system.pbc, dtype=bool)
+    periodic = cell[pbc]
+    if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
+        raise InvalidInput(
+            f"{where}.cell: singular along the periodic directions {np.flatnonzero(pbc).tolist()}"
+        )
+    if need_volume and abs(np.linalg.det(cell)) < 1e-8:
+        raise InvalidInput(f"{where}.cell: stress needs a cell with a volume (det is 0)")
+    for key in conditions:
+        if key not in system.conditions:
+            raise InvalidInput(f"{where}.conditions: the model needs {key!r}")
+    for key, value in system.conditions.items():
+        if not np.isfinite(np.asarray(value, dtype=float)).all():
+            raise InvalidInput(f"{where}.conditions[{key!r}]: NaN or inf")
+
+
+def check_request(systems: Sequence[SystemArrays], limits: Limits) -> int:
+    """Check request-level limits; return the total atom count."""
+    if not systems:
+        raise InvalidInput("systems: the request holds no system")
+    if len(systems) > limits.max_systems_per_request:
+        raise InvalidInput(
+            f"systems: {len(systems)} systems exceed the limit of "
+            f"{limits.max_systems_per_request} per request"
+        )
+    total = sum(len(s.numbers) for s in systems)
+    if total > limits.max_atoms_per_request:
+        raise InvalidInput(
+            f"systems: {total} atoms exceed the limit of {limits.max_atoms_per_request} per request"
+        )
+    return total

@@ -1,0 +1,139 @@
+"""Serve a torch energy model: forces and stress by autograd, ensemble statistics.
+
+This is the one place where forces (-dE/dx) and stress ((1/V) dE/dε for a symmetric
+strain ε applied to positions and cell) are derived; models only return energies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mlipserve.server.batch import SystemBatch
+from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.neighbors import batch_neighbors
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present (or the device asked for), CPU otherwise."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(E, 3) vectors from atom i to its neighbour j, periodic images included."""
+    i, j = graph["edge_index"]
+    cell_of_edge = graph["cell"][graph["system_index"][i]]
+    shift = torch.einsum("ek,ekl->el", graph["edge_shift"], cell_of_edge)
+    return graph["positions"][j] - graph["positions"][i] + shift
+
+
+def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum per-atom values (..., A) into per-system values (..., S)."""
+    out = values.new_zeros(values.shape[:-1] + (graph["n_systems"],))
+    return out.index_add(-1, graph["system_index"], values)
+
+
+class TorchPotential:
+    """Evaluator around an `nn.Module` mapping a graph dict to energies.
+
+    The module's `forward(graph)` returns {"energy": (S,) or (K, S), "energies": (A,) or
+    (K, A)}; a leading K axis marks an ensemble.
+    """
+
+    def __init__(self, module: torch.nn.Module, info: ModelInfo) -> None:
+        self.device = pick_device(info.device if info.device != "auto" else None)
+        self.dtype = getattr(torch, info.dtype)
+        self.module = module.to(device=self.device, dtype=self.dtype).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        props = ("energy", "forces", "stress", "energies")
+        if info.ensemble_size:
+            props = props + ("uncertainty",)
+        self.info = ModelInfo(
+            **{**info.__dict__, "device": str(self.device), "properties": props}
+        )
+
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=dtype or self.dtype, device=self.device)
+
+    def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
+        """Energies from the module; forces and stress by autograd; ensemble mean and std."""
+        need_forces = "forces" in properties
+        need_stress = "stress" in properties
+        need_grad = need_forces or need_stress
+        edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
+        positions = self._tensor(batch.positions)
+        cell = self._tensor(batch.cell)
+        system_index = self._tensor(batch.system_index, torch.long)
+        with torch.enable_grad() if need_grad else torch.inference_mode():
+            strain = None
+            if need_forces:
+                positions.requires_grad_(True)
+            if need_stress:
+                strain = torch.zeros_like(cell, requires_grad=True)
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                eff_positions = positions + torch.einsum("ai,aij->aj", positions, sym[system_index])
+                eff_cell = cell + torch.bmm(cell, sym)
+            else:
+                eff_positions, eff_cell = positions, cell
+            graph = {
+                "positions": eff_positions,
+                "numbers": self._tensor(batch.numbers, torch.long),
+                "cell": eff_cell,
+                "pbc": self._tensor(batch.pbc, torch.bool),
+                "system_index": system_index,
+                "n_systems": batch.n_systems,
+                "edge_index": self._tensor(edge_index, torch.long),
+                "edge_shift": self._tensor(edge_shift),
+                "conditions": {k: self._tensor(v) for k, v in batch.conditions.items()},
+            }
+            out = self.module(graph)
+            energy = out["energy"]
+            members = energy if energy.dim() == 2 else energy.unsqueeze(0)
+            forces_k, virial_k = self._gradients(members, positions, strain)
+        return self._collect(batch, properties, members, out, forces_k, virial_k)
+
+    @staticmethod
+    def _gradients(members: torch.Tensor, positions: torch.Tensor, strain: torch.Tensor | None):
+        """Per-member -dE/dx (K, A, 3) and dE/dε (K, S, 3, 3), as asked for."""
+        inputs = [t for t in (positions if positions.requires_grad else None, strain) if t is not None]
+        if not inputs:
+            return None, None
+        forces, virials = [], []
+        k_total = members.shape[0]
+        for k in range(k_total):
+            grads = torch.autograd.grad(members[k].sum(), inputs, retain_graph=k < k_total - 1)
+            if positions.requires_grad:
+                forces.append(-grads[0])
+            if strain is not None:
+                virials.append(grads[-1])
+        return (torch.stack(forces) if forces else None), (torch.stack(virials) if virials else None)
+
+    def _collect(self, batch, properties, members, out, forces_k, virial_k) -> dict[str, np.ndarray]:
+        def np64(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float64).numpy()
+
+        energies_k = np64(members)
+        result: dict[str, np.ndarray] = {"energy": energies_k.mean(0)}
+        ensemble = self.info.ensemble_size > 0
+        uncertainty = ensemble and "uncertainty" in properties
+        if uncertainty:
+            result["energy_std"] = energies_k.std(0)
+        if forces_k is not None:
+            f = np64(forces_k)
+            result["forces"] = f.mean(0)
+            if uncertainty:
+                per_atom = np.sqrt(((f - f.mean(0)) ** 2).sum(-1).mean(0))
+                result["forces_std"] = per_atom
+                result["max_force_std"] = np.maximum.reduceat(per_atom, batch.offsets[:-1])
+        if virial_k is not None:
+            volume = np.abs(np.linalg.det(batch.cell))
+            stress = np64(virial_k).mean(0) / volume[:, None, None]
+            result["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if "energies" in properties:
+            per_atom = out["energies"]
+            result["energies"] = np64(per_atom if per_atom.dim() == 1 else per_atom.mean(0))
+        return result

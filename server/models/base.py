@@ -1,0 +1,41 @@
+"""What every served model declares and the one method the server calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from mlipserve.server.batch import SystemBatch
+
+ALL_PROPERTIES = ("energy", "forces", "stress", "energies", "uncertainty")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of a served model (what ListModels reports and validation checks)."""
+
+    name: str
+    version: str
+    kind: str
+    cutoff: float
+    elements: frozenset[int] = frozenset()  # empty: any element
+    ensemble_size: int = 0  # 0: not an ensemble
+    conditions: tuple[str, ...] = ()
+    properties: tuple[str, ...] = ("energy", "forces", "stress", "energies")
+    dtype: str = "float64"
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+class Evaluator(Protocol):
+    """A loaded model: computes properties of a batch; knows nothing of requests."""
+
+    info: ModelInfo
+
+    def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
+        """Return concatenated results: `energy (S,)`, `forces (A,3)`, `stress (S,6)`,
+        `energies (A,)`, and for ensembles `energy_std (S,)`, `forces_std (A,)`,
+        `max_force_std (S,)`; only the keys that `properties` asks for."""
+        ...

@@ -1,0 +1,68 @@
+"""Models that ship with the server, by name (the embedded defaults and test workhorses)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlipserve.server.models.ase_adapter import emt_model
+from mlipserve.server.models.autograd import TorchPotential
+from mlipserve.server.models.base import Evaluator, ModelInfo
+from mlipserve.server.models.ensemble import Ensemble
+from mlipserve.server.models.pair import LennardJones, Morse
+
+# Argon-like Lennard-Jones and a copper-like Morse (Girifalco & Weizer parameters).
+LJ_ARGON = {"sigma": 3.405, "epsilon": 0.0103, "rc": 8.5, "smooth": True}
+MORSE_CU = {"epsilon": 0.3429, "r0": 2.866, "rho0": 1.3588 * 2.866, "rcut1": 1.9, "rcut2": 2.7}
+
+
+def lennard_jones(
+    name: str = "lj", dtype: str = "float64", device: str = "auto", **params
+) -> TorchPotential:
+    """A served Lennard-Jones potential (argon-like unless parameters are given)."""
+    module = LennardJones(**(params or LJ_ARGON))
+    info = ModelInfo(name=name, version="builtin-1", kind="lennard-jones", cutoff=module.cutoff,
+                     dtype=dtype, device=device)
+    return TorchPotential(module, info)
+
+
+def morse(name: str = "morse", dtype: str = "float64", device: str = "auto", **params) -> TorchPotential:
+    """A served Morse potential (copper-like unless parameters are given)."""
+    module = Morse(**(params or MORSE_CU))
+    info = ModelInfo(name=name, version="builtin-1", kind="morse", cutoff=module.cutoff,
+                     dtype=dtype, device=device)
+    return TorchPotential(module, info)
+
+
+def lj_ensemble(
+    name: str = "lj-ensemble", k: int = 4, spread: float = 0.02, dtype: str = "float64",
+    device: str = "auto",
+) -> TorchPotential:
+    """K argon-like LJ members with σ and ε spread by ±`spread`: an ensemble with uncertainty."""
+    members = []
+    for m in range(k):
+        scale = 1.0 + spread * (2.0 * m / (k - 1) - 1.0)
+        params = {**LJ_ARGON, "sigma": LJ_ARGON["sigma"] * scale,
+                  "epsilon": LJ_ARGON["epsilon"] / scale}
+        members.append(LennardJones(**params))
+    info = ModelInfo(name=name, version="builtin-1", kind="ensemble:lennard-jones",
+                     cutoff=LJ_ARGON["rc"], ensemble_size=k, dtype=dtype, device=device)
+    return TorchPotential(Ensemble(members), info)
+
+
+BUILTIN: dict[str, Callable[..., Evaluator]] = {
+    "emt": emt_model,
+    "lj": lennard_jones,
+    "morse": morse,
+    "lj-ensemble": lj_ensemble,
+}
+DEFAULT_MODELS = ("emt", "lj", "lj-ensemble")
+
+
+def load_builtin(spec: str) -> Evaluator:
+    """Build a shipped model from `name` or `name:dtype` (e.g. "lj:float32")."""
+    name, _, dtype = spec.partition(":")
+    if name not in BUILTIN:
+        raise ValueError(f"unknown built-in model {name!r}; known: {sorted(BUILTIN)}")
+    if dtype and name == "emt":
+        raise ValueError("the EMT adapter runs in ASE's float64; give no dtype")
+    return BUILTIN[name](name=name, **({"dtype": dtype} if dtype else {}))

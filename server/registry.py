@@ -1,0 +1,82 @@
+"""The model registry: name → versions → loaded model with its own batcher."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from mlipserve.server.batcher import DynamicBatcher
+from mlipserve.server.models.base import Evaluator
+from mlipserve.server.runner import EvalRequest, run_requests
+
+
+@dataclass
+class LoadedModel:
+    """A model version in memory and the batcher that feeds it."""
+
+    model: Evaluator
+    batcher: DynamicBatcher[EvalRequest, list[dict]]
+
+
+class UnknownModel(KeyError):
+    """No such model or version is loaded; the message says what is."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry:
+    """Loaded models by name and version, each with a default version."""
+
+    def __init__(self, *, batching: bool = True, max_batch_atoms: int = 100_000,
+                 max_wait_us: int = 0) -> None:
+        self.batching = batching
+        self.max_batch_atoms = max_batch_atoms
+        self.max_wait_s = max_wait_us * 1e-6
+        self._models: dict[str, dict[str, LoadedModel]] = {}
+        self._defaults: dict[str, str] = {}
+        self.default_model = ""
+
+    def add(self, model: Evaluator, *, make_default: bool = True) -> LoadedModel:
+        """Register a loaded model version and give it a batcher."""
+        info = model.info
+        batcher = DynamicBatcher(
+            functools.partial(run_requests, model),
+            max_batch_weight=self.max_batch_atoms,
+            max_wait_s=self.max_wait_s,
+            max_batch_items=None if self.batching else 1,
+            name=f"{info.name}-{info.version}",
+        )
+        loaded = LoadedModel(model, batcher)
+        self._models.setdefault(info.name, {})[info.version] = loaded
+        if make_default or info.name not in self._defaults:
+            self._defaults[info.name] = info.version
+        if not self.default_model:
+            self.default_model = info.name
+        return loaded
+
+    def get(self, name: str = "", version: str = "") -> LoadedModel:
+        """The loaded model for a name (empty: the default model) and version."""
+        name = name or self.default_model
+        versions = self._models.get(name)
+        if versions is None:
+            raise UnknownModel(f"unknown model {name!r}; loaded: {sorted(self._models)}")
+        version = version or self._defaults[name]
+        if version not in versions:
+            raise UnknownModel(
+                f"model {name!r} has no version {version!r}; loaded: {sorted(versions)}"
+            )
+        return versions[version]
+
+    def entries(self) -> list[tuple[LoadedModel, bool]]:
+        """Every loaded version with whether it is its model's default."""
+        return [
+            (loaded, self._defaults[name] == version)
+            for name, versions in sorted(self._models.items())
+            for version, loaded in sorted(versions.items())
+        ]
+
+    async def close(self) -> None:
+        """Stop every batcher."""
+        for loaded, _ in self.entries():
+            await loaded.batcher.close()

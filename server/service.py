@@ -1,0 +1,138 @@
+"""gRPC handlers of the Potential service: decode, validate, batch, encode."""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+import numpy as np
+
+from mlipserve.server.batch import InvalidInput, Limits
+from mlipserve.server.batcher import BatchFailed, BatchStats
+from mlipserve.server.registry import LoadedModel, Registry, UnknownModel
+from mlipserve.server.runner import EvalRequest, make_request
+from mlipserve.v1 import potential_pb2 as pb
+from mlipserve.v1 import potential_pb2_grpc as pb_grpc
+from mlipserve.wire import PROPERTY_BY_ENUM, SystemArrays, WireError, encode_array
+
+
+class RequestError(Exception):
+    """An error to send back with its gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _property_names(request: pb.EvaluateRequest) -> frozenset[str]:
+    names = set()
+    for value in request.properties:
+        if value not in PROPERTY_BY_ENUM:
+            raise InvalidInput(f"properties: unknown property value {value}")
+        names.add(PROPERTY_BY_ENUM[value])
+    return frozenset(names)
+
+
+def _encode_result(res: dict) -> pb.SystemResult:
+    out = pb.SystemResult(energy=float(res["energy"]))
+    for key in ("forces", "stress", "energies", "forces_std"):
+        if key in res:
+            getattr(out, key).CopyFrom(encode_array(np.asarray(res[key]), "<f8"))
+    if "energy_std" in res:
+        out.energy_std = float(res["energy_std"])
+    if "max_force_std" in res:
+        out.max_force_std = float(res["max_force_std"])
+    return out
+
+
+class PotentialService(pb_grpc.PotentialServicer):
+    """Evaluate, EvaluateStream and ListModels over the registry's batchers."""
+
+    def __init__(self, registry: Registry, limits: Limits) -> None:
+        self.registry = registry
+        self.limits = limits
+
+    def prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
+        """Decode and validate a request before it may join a batch."""
+        try:
+            loaded = self.registry.get(request.model, request.version)
+        except UnknownModel as err:
+            raise InvalidInput(f"model: {err}") from None
+        try:
+            systems = [
+                SystemArrays.from_proto(msg, f"systems[{i}]")
+                for i, msg in enumerate(request.systems)
+            ]
+        except WireError as err:
+            raise InvalidInput(str(err)) from None
+        properties = _property_names(request)
+        return loaded, make_request(systems, properties, loaded.model.info, self.limits)
+
+    async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
+        """Validate, wait for the batch, and build the response."""
+        try:
+            loaded, job = self.prepare(request)
+        except InvalidInput as err:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+        try:
+            results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems))
+        except BatchFailed as err:
+            raise RequestError(grpc.StatusCode.INTERNAL, f"model evaluation failed: {err}") from None
+        return self._response(loaded, request, results, stats)
+
+    @staticmethod
+    def _response(loaded: LoadedModel, request, results: list[dict], stats: BatchStats):
+        info = loaded.model.info
+        return pb.EvaluateResponse(
+            model=info.name,
+            model_version=info.version,
+            request_id=request.request_id,
+            results=[_encode_result(r) for r in results],
+            batch=pb.BatchInfo(
+                requests=stats.requests,
+                systems=stats.systems,
+                atoms=stats.atoms,
+                queue_wait_s=stats.queue_wait_s,
+                compute_s=stats.compute_s,
+            ),
+        )
+
+    async def Evaluate(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
+        """Unary evaluation of one or many systems."""
+        try:
+            return await self.evaluate(request)
+        except RequestError as err:
+            await context.abort(err.code, err.message)
+
+    async def EvaluateStream(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
+        """In-order responses; a bad request gets an error response, the stream stays open."""
+        async for request in request_iterator:
+            try:
+                yield await self.evaluate(request)
+            except RequestError as err:
+                yield pb.EvaluateResponse(
+                    request_id=request.request_id,
+                    error=pb.Error(code=err.code.value[0], message=err.message),
+                )
+
+    async def ListModels(self, request, context):  # noqa: N802
+        """Every loaded model version."""
+        models = []
+        for loaded, is_default in self.registry.entries():
+            info = loaded.model.info
+            models.append(
+                pb.ModelInfo(
+                    name=info.name,
+                    version=info.version,
+                    kind=info.kind,
+                    elements=sorted(info.elements),
+                    cutoff=info.cutoff,
+                    ensemble_size=info.ensemble_size,
+                    conditions=list(info.conditions),
+                    properties=[pb.Property.Value(p.upper()) for p in info.properties],
+                    dtype=info.dtype,
+                    device=info.device,
+                    is_default=is_default,
+                )
+            )
+        return pb.ListModelsResponse(models=models)
