@@ -51,7 +51,7 @@ class RemoteCalculator(Calculator):
             wanted.add("uncertainty")
         evaluator = self._session if self._session is not None else self.client
         result = evaluator.evaluate(self.atoms, sorted(wanted))
-        self.results = {k: v for k, v in result.items() if k not in ("model", "batch")}
+        self.results = {k: v for k, v in result.items() if k != "batch"}
         self.results["free_energy"] = self.results["energy"]
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,7 +38,10 @@ def serve(
     from mlipserve.server.app import serve as run
     from mlipserve.server.config import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler()])
+    if sys.stderr.isatty():
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler()])
+    else:  # plain lines for log files and supervisors
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {
         "host": host, "port": port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,

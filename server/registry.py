@@ -40,6 +40,8 @@ class Registry:
     def add(self, model: Evaluator, *, make_default: bool = True) -> LoadedModel:
         """Register a loaded model version and give it a batcher."""
         info = model.info
+        if info.version in self._models.get(info.name, {}):
+            raise ValueError(f"model {info.name!r} version {info.version!r} is already loaded")
         batcher = DynamicBatcher(
             functools.partial(run_requests, model),
             max_batch_weight=self.max_batch_atoms,

@@ -59,10 +59,12 @@ DEFAULT_MODELS = ("emt", "lj", "lj-ensemble")
 
 
 def load_builtin(spec: str) -> Evaluator:
-    """Build a shipped model from `name` or `name:dtype` (e.g. "lj:float32")."""
+    """Build a shipped model from `name` or `name:dtype` ("lj:float32" is served as "lj-float32")."""
     name, _, dtype = spec.partition(":")
     if name not in BUILTIN:
         raise ValueError(f"unknown built-in model {name!r}; known: {sorted(BUILTIN)}")
     if dtype and name == "emt":
         raise ValueError("the EMT adapter runs in ASE's float64; give no dtype")
-    return BUILTIN[name](name=name, **({"dtype": dtype} if dtype else {}))
+    if dtype:
+        return BUILTIN[name](name=f"{name}-{dtype}", dtype=dtype)
+    return BUILTIN[name](name=name)

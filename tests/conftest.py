@@ -1,0 +1,100 @@
+"""Shared fixtures: real gRPC servers on loopback (in a thread or in a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from mlipserve.server.app import RunningServer, start_server
+from mlipserve.server.config import Settings
+from mlipserve.server.registry import Registry
+
+
+class ServerThread:
+    """An mlipserve server on an ephemeral loopback port, its event loop in a thread."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
+        self.settings = settings or Settings(port=0)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.running: RunningServer = self.call(start_server(self.settings, registry))
+        self.address = f"127.0.0.1:{self.running.port}"
+
+    def call(self, coro):
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    @property
+    def registry(self) -> Registry:
+        return self.running.registry
+
+    def stop(self) -> None:
+        self.call(self.running.stop(0.1))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One shared server with every built-in model."""
+    srv = ServerThread(Settings(port=0, models=["emt", "lj", "morse", "lj-ensemble", "lj:float32"]))
+    yield srv
+    srv.stop()
+
+
+def free_port() -> int:
+    """A port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`mlipserve serve` in a child process (for kill tests)."""
+
+    def __init__(self, port: int, *args: str):
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        channel = grpc.insecure_channel(self.address)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                    return
+                except grpc.FutureTimeoutError:
+                    continue
+            raise TimeoutError("server did not start")
+        finally:
+            channel.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
