@@ -26,7 +26,7 @@ stubs: $(STAMP)
 	  --pyi_out=protos protos/mlipserve/v1/potential.proto
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) build *.egg-info

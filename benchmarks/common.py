@@ -1,0 +1,99 @@
+"""Shared benchmark helpers: a server in a child process, machine facts, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    info = {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "host": platform.node()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+class ChildServer:
+    """`mlipserve serve` in a child process pinned (where possible) to its own cores."""
+
+    def __init__(self, *args: str, cpus: set[int] | None = None):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(self.proc.pid, cpus)
+        channel = grpc.insecure_channel(self.address)
+        grpc.channel_ready_future(channel).result(timeout=120)
+        channel.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    def __enter__(self) -> ChildServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def summarize(seconds: list[float]) -> dict:
+    """Median and p90 in microseconds."""
+    arr = np.array(seconds) * 1e6
+    return {"median_us": float(np.median(arr)), "p90_us": float(np.percentile(arr, 90)),
+            "n": len(arr)}
+
+
+def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Wall times of `fn()` after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def write_result(name: str, payload: dict) -> Path:
+    """Write benchmarks/results/<name>.json with the machine facts."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    return path

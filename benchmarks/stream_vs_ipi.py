@@ -1,0 +1,150 @@
+"""Benchmark 2: round trip at 64 atoms, mlipserve stream session vs ASE's i-PI socket.
+
+The same calculator sits behind both transports: (a) a calculator returning zeros, so only
+transport is timed, and (b) the built-in torch Lennard-Jones model (a cheap real model).
+mlipserve: a server process serving it through the ASE adapter / as a model; the client's
+`RemoteCalculator` holds one open stream. i-PI: ASE's `SocketIOCalculator` on a unix socket
+with an ASE `SocketClient` process computing with the same calculator.
+Goal: median ≤ 0.6× and p90 ≤ 0.3× of the i-PI socket's.
+Run: `.venv/bin/python benchmarks/stream_vs_ipi.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+
+import numpy as np
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.socketio import SocketClient, SocketIOCalculator
+
+from benchmarks.common import free_port, summarize, timed, write_result
+
+REPEATS = 2000
+
+
+class ZeroCalculator(Calculator):
+    """Energy, forces and stress of zero: the cost of the transport alone."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        n = len(self.atoms)
+        self.results = {"energy": 0.0, "free_energy": 0.0, "forces": np.zeros((n, 3)),
+                        "stress": np.zeros(6)}
+
+
+class ProviderCalculator(Calculator):
+    """The built-in LJ model in-process, as an ASE calculator (the socket client's engine)."""
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self):
+        super().__init__()
+        from mlipserve.server.local import LocalProvider
+
+        self.provider = LocalProvider("lj")
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        res = self.provider.evaluate([self.atoms])[0]
+        self.results = {"energy": res["energy"], "free_energy": res["energy"],
+                        "forces": res["forces"]}
+
+
+def make_calc(kind: str) -> Calculator:
+    return ZeroCalculator() if kind == "zero" else ProviderCalculator()
+
+
+def serve(port: int, kind: str) -> None:
+    """Child process: an mlipserve server whose model is the chosen calculator."""
+    from mlipserve.server.app import start_server
+    from mlipserve.server.config import Settings
+    from mlipserve.server.models.ase_adapter import ASECalculatorModel
+    from mlipserve.server.models.base import ModelInfo
+    from mlipserve.server.models.builtin import load_builtin
+    from mlipserve.server.registry import Registry
+
+    async def main():
+        registry = Registry()
+        if kind == "zero":
+            info = ModelInfo(name="bench", version="1", kind="ase:Zero", cutoff=0.0)
+            registry.add(ASECalculatorModel(ZeroCalculator, info))
+        else:
+            registry.add(load_builtin("lj"))
+        await start_server(Settings(port=port), registry)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def socket_client(path: str, kind: str) -> None:
+    """Child process: ASE's i-PI socket client computing with the chosen calculator."""
+    atoms = system()
+    atoms.calc = make_calc(kind)
+    SocketClient(unixsocket=path).run(atoms)
+
+
+def system():
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True) * (2, 2, 4)  # 64 atoms
+    atoms.rattle(0.02, seed=0)
+    return atoms
+
+
+def bump_and_force(atoms, rng):
+    atoms.positions += rng.normal(0, 1e-4, atoms.positions.shape)
+    return atoms.get_forces()
+
+
+def measure(kind: str) -> dict:
+    from mlipserve.client import RemoteCalculator
+
+    rng = np.random.default_rng(0)
+    port = free_port()
+    server = mp.get_context("spawn").Process(target=serve, args=(port, kind), daemon=True)
+    server.start()
+    atoms = system()
+    model = "bench" if kind == "zero" else "lj"
+    with RemoteCalculator(f"127.0.0.1:{port}", model) as calc:
+        atoms.calc = calc
+        stream = timed(lambda: bump_and_force(atoms, rng), REPEATS, warmup=50)
+    server.terminate()
+
+    path = f"mlipserve-bench-{os.getpid()}"
+    sock = os.path.join(tempfile.gettempdir(), f"ipi_{path}")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    client = mp.get_context("spawn").Process(target=socket_client, args=(path, kind), daemon=True)
+    atoms = system()
+    with SocketIOCalculator(unixsocket=path) as calc:
+        client.start()
+        atoms.calc = calc
+        ipi = timed(lambda: bump_and_force(atoms, rng), REPEATS, warmup=50)
+    client.join(10)
+    row = {"calculator": kind, "atoms": len(atoms), "mlipserve_stream": summarize(stream),
+           "ipi_unix_socket": summarize(ipi)}
+    row["median_ratio"] = row["mlipserve_stream"]["median_us"] / row["ipi_unix_socket"]["median_us"]
+    row["p90_ratio"] = row["mlipserve_stream"]["p90_us"] / row["ipi_unix_socket"]["p90_us"]
+    return row
+
+
+def main() -> None:
+    rows = []
+    for kind in ("zero", "lj"):
+        row = measure(kind)
+        rows.append(row)
+        print(f"{kind:5s} stream median {row['mlipserve_stream']['median_us']:7.0f} µs "
+              f"p90 {row['mlipserve_stream']['p90_us']:7.0f} | i-PI median "
+              f"{row['ipi_unix_socket']['median_us']:7.0f} p90 {row['ipi_unix_socket']['p90_us']:7.0f}"
+              f" | ratios {row['median_ratio']:.2f} / {row['p90_ratio']:.2f}")
+    path = write_result("stream_vs_ipi", {"rows": rows, "goal": "median <=0.6x, p90 <=0.3x"})
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
