@@ -43,6 +43,13 @@ def machine() -> dict:
     return info
 
 
+def wait_ready(address: str, timeout: float = 120.0) -> None:
+    """Block until a gRPC server answers at `address`."""
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    channel.close()
+
+
 class ChildServer:
     """`mlipserve serve` in a child process pinned (where possible) to its own cores."""
 
@@ -55,9 +62,7 @@ class ChildServer:
         )
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(self.proc.pid, cpus)
-        channel = grpc.insecure_channel(self.address)
-        grpc.channel_ready_future(channel).result(timeout=120)
-        channel.close()
+        wait_ready(self.address)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -87,6 +92,20 @@ def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def interleaved(first, second, repeats: int, warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Wall times of two functions called alternately, so slow drifts hit both alike."""
+    for _ in range(warmup):
+        first()
+        second()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, out in ((first, a), (second, b)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return a, b
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 from ase.build import bulk
 
-from benchmarks.common import ChildServer, summarize, timed, write_result
+from benchmarks.common import ChildServer, interleaved, summarize, write_result
 from mlipserve.client import Client
 from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import load_builtin
@@ -45,8 +45,11 @@ def main() -> None:
                 def bump():
                     atoms.positions += rng.normal(0, 1e-4, atoms.positions.shape)
 
-                t_local = timed(lambda: (bump(), local.evaluate([atoms])), repeats)
-                t_remote = timed(lambda: (bump(), session.evaluate(atoms)), repeats)
+                t_local, t_remote = interleaved(
+                    lambda: (bump(), local.evaluate([atoms])),
+                    lambda: (bump(), session.evaluate(atoms)),
+                    repeats,
+                )
                 row = {"model": model, "atoms": len(atoms), "local": summarize(t_local),
                        "remote": summarize(t_remote)}
                 row["ratio_median"] = row["remote"]["median_us"] / row["local"]["median_us"]

@@ -12,8 +12,8 @@ Run: `.venv/bin/python benchmarks/stream_vs_ipi.py`.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -22,9 +22,9 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.socketio import SocketClient, SocketIOCalculator
 
-from benchmarks.common import free_port, summarize, timed, write_result
+from benchmarks.common import free_port, interleaved, summarize, wait_ready, write_result
 
-REPEATS = 2000
+REPEATS = int(os.environ.get("BENCH_REPEATS", 2000))
 
 
 class ZeroCalculator(Calculator):
@@ -77,8 +77,8 @@ def serve(port: int, kind: str) -> None:
             registry.add(ASECalculatorModel(ZeroCalculator, info))
         else:
             registry.add(load_builtin("lj"))
-        await start_server(Settings(port=port), registry)
-        await asyncio.Event().wait()
+        running = await start_server(Settings(port=port), registry)
+        await running.server.wait_for_termination()
 
     asyncio.run(main())
 
@@ -102,38 +102,46 @@ def bump_and_force(atoms, rng):
 
 
 def measure(kind: str) -> dict:
+    """Both transports live at once, called alternately so machine noise hits both alike."""
     from mlipserve.client import RemoteCalculator
 
     rng = np.random.default_rng(0)
     port = free_port()
-    server = mp.get_context("spawn").Process(target=serve, args=(port, kind), daemon=True)
-    server.start()
-    atoms = system()
-    model = "bench" if kind == "zero" else "lj"
-    with RemoteCalculator(f"127.0.0.1:{port}", model) as calc:
-        atoms.calc = calc
-        stream = timed(lambda: bump_and_force(atoms, rng), REPEATS, warmup=50)
-    server.terminate()
-
+    server = child("--serve", str(port), kind)
+    wait_ready(f"127.0.0.1:{port}")
     path = f"mlipserve-bench-{os.getpid()}"
     sock = os.path.join(tempfile.gettempdir(), f"ipi_{path}")
     if os.path.exists(sock):
         os.unlink(sock)
-    client = mp.get_context("spawn").Process(target=socket_client, args=(path, kind), daemon=True)
-    atoms = system()
-    with SocketIOCalculator(unixsocket=path) as calc:
-        client.start()
-        atoms.calc = calc
-        ipi = timed(lambda: bump_and_force(atoms, rng), REPEATS, warmup=50)
-    client.join(10)
-    row = {"calculator": kind, "atoms": len(atoms), "mlipserve_stream": summarize(stream),
+    ours, theirs = system(), system()
+    model = "bench" if kind == "zero" else "lj"
+    try:
+        with RemoteCalculator(f"127.0.0.1:{port}", model) as remote, \
+                SocketIOCalculator(unixsocket=path) as socket_calc:
+            client = child("--socket-client", path, kind)
+            ours.calc, theirs.calc = remote, socket_calc
+            stream, ipi = interleaved(lambda: bump_and_force(ours, rng),
+                                      lambda: bump_and_force(theirs, rng), REPEATS, warmup=50)
+        client.wait(20)
+    finally:
+        server.terminate()
+    row = {"calculator": kind, "atoms": len(ours), "mlipserve_stream": summarize(stream),
            "ipi_unix_socket": summarize(ipi)}
     row["median_ratio"] = row["mlipserve_stream"]["median_us"] / row["ipi_unix_socket"]["median_us"]
     row["p90_ratio"] = row["mlipserve_stream"]["p90_us"] / row["ipi_unix_socket"]["p90_us"]
     return row
 
 
+def child(*args: str) -> subprocess.Popen:
+    """This script in a child process, in one of its roles."""
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.stream_vs_ipi", *args])
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        return serve(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) == 4 and sys.argv[1] == "--socket-client":
+        return socket_client(sys.argv[2], sys.argv[3])
     rows = []
     for kind in ("zero", "lj"):
         row = measure(kind)

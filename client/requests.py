@@ -48,7 +48,7 @@ def build_request(
 class RetryPolicy:
     """Exponential backoff with jitter on UNAVAILABLE, bounded in attempts and total time."""
 
-    max_attempts: int = 8
+    max_attempts: int = 40
     initial_backoff_s: float = 0.1
     max_backoff_s: float = 2.0
     total_timeout_s: float = 30.0

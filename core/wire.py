@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,7 @@ def decode_array(msg: pb.Array, field: str, shape: tuple[int | None, ...] | None
     dims = tuple(int(d) for d in msg.shape)
     if any(d < 0 for d in dims):
         raise WireError(field, f"negative dimension in shape {dims}")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = math.prod(dims)
     if len(msg.data) != count * dtype.itemsize:
         raise WireError(
             field,

@@ -46,8 +46,24 @@ class SystemBatch:
         return np.concatenate([[0], np.cumsum(self.n_atoms)])
 
     @classmethod
+    def single(cls, system: SystemArrays) -> SystemBatch:
+        """A batch of one system (no copies where the arrays already fit)."""
+        n = len(system.numbers)
+        return cls(
+            positions=np.asarray(system.positions, dtype=np.float64),
+            numbers=np.asarray(system.numbers, dtype=np.int64),
+            cell=np.asarray(system.cell, dtype=np.float64)[None],
+            pbc=np.asarray(system.pbc, dtype=bool)[None],
+            n_atoms=np.array([n], dtype=np.int64),
+            system_index=np.zeros(n, dtype=np.int64),
+            conditions={k: np.asarray(v, dtype=np.float64)[None] for k, v in system.conditions.items()},
+        )
+
+    @classmethod
     def concat(cls, systems: Sequence[SystemArrays]) -> SystemBatch:
         """Concatenate systems in order (conditions kept where every system has them)."""
+        if len(systems) == 1:
+            return cls.single(systems[0])
         n_atoms = np.array([len(s.numbers) for s in systems], dtype=np.int64)
         keys = set.intersection(*(set(s.conditions) for s in systems)) if systems else set()
         return cls(
@@ -105,7 +121,11 @@ def check_system(
         raise InvalidInput(f"{where}.cell: NaN or inf")
     pbc = np.asarray(system.pbc, dtype=bool)
     periodic = cell[pbc]
-    if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
+    if len(periodic) == 3:  # the common case, without an SVD
+        singular = abs(np.linalg.det(cell)) <= 1e-10 * np.prod(np.linalg.norm(cell, axis=1))
+    else:
+        singular = len(periodic) > 0 and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic)
+    if singular:
         raise InvalidInput(
             f"{where}.cell: singular along the periodic directions {np.flatnonzero(pbc).tolist()}"
         )

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlipserve.server.batch import SystemBatch
 from mlipserve.server.models.base import ModelInfo
@@ -21,9 +22,15 @@ class ASECalculatorModel:
         self.info = info
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
-        """Energy (and forces, stress, per-atom energies when asked) of each system."""
+        """Energy (and forces, stress, per-atom energies when asked) of each system.
+
+        Every system is a new state, so the calculator's `calculate` is called directly
+        (ASE's protocol) rather than through `get_property`, whose state comparison would
+        cost more than a cheap calculator's work.
+        """
+        wanted = ["energy"] + [p for p in ("forces", "stress", "energies") if p in properties]
         offsets = batch.offsets
-        energy, forces, stress, energies = [], [], [], []
+        collected: dict[str, list] = {key: [] for key in wanted}
         for s in range(batch.n_systems):
             lo, hi = offsets[s], offsets[s + 1]
             atoms = Atoms(
@@ -32,22 +39,20 @@ class ASECalculatorModel:
                 cell=batch.cell[s],
                 pbc=batch.pbc[s],
             )
-            atoms.calc = self.calculator
-            energy.append(atoms.get_potential_energy())
-            if "forces" in properties:
-                forces.append(atoms.get_forces())
-            if "stress" in properties:
-                stress.append(atoms.get_stress(voigt=True))
-            if "energies" in properties:
-                energies.append(atoms.get_potential_energies())
-        result = {"energy": np.array(energy)}
-        if forces:
-            result["forces"] = np.concatenate(forces)
-        if stress:
-            result["stress"] = np.stack(stress)
-        if energies:
-            result["energies"] = np.concatenate(energies)
-        return result
+            self.calculator.calculate(atoms, wanted, all_changes)
+            results = self.calculator.results
+            for key in wanted:
+                if key not in results:
+                    raise RuntimeError(f"{type(self.calculator).__name__} did not compute {key!r}")
+                collected[key].append(np.asarray(results[key], dtype=np.float64))
+        out = {"energy": np.array(collected["energy"])}
+        for key in ("forces", "energies"):
+            if key in collected:
+                out[key] = np.concatenate(collected[key])
+        if "stress" in collected:
+            out["stress"] = np.stack([full_3x3_to_voigt_6_stress(s) if s.shape == (3, 3) else s
+                                      for s in collected["stress"]])
+        return out
 
 
 def emt_model(name: str = "emt", version: str = "ase") -> ASECalculatorModel:

@@ -57,7 +57,7 @@ class TorchPotential:
         )
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.as_tensor(array, dtype=dtype or self.dtype, device=self.device)
+        return torch.tensor(array, dtype=dtype or self.dtype, device=self.device)
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
         """Energies from the module; forces and stress by autograd; ensemble mean and std."""
