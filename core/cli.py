@@ -16,6 +16,15 @@ app = typer.Typer(help="Serve machine-learning interatomic potentials to many si
 console = Console()
 
 
+def _mount_simulation_commands() -> None:
+    from mlipserve.simulation.cli import app as props_app
+
+    app.add_typer(props_app, name="props")
+
+
+_mount_simulation_commands()
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
