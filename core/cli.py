@@ -56,8 +56,14 @@ def serve(
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
         "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
     }
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    asyncio.run(run(settings))
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        asyncio.run(run(settings))
+    except (ValueError, ValidationError, OSError) as err:
+        console.print(f"[red]cannot serve:[/red] {err}")
+        raise typer.Exit(2) from None
 
 
 @app.command("eval")

@@ -32,7 +32,7 @@ def build_registry(settings: Settings) -> Registry:
         max_wait_us=settings.max_wait_us,
     )
     for spec in settings.models:
-        registry.add(load_builtin(spec))
+        registry.add(load_builtin(spec, device=settings.device))
     if settings.default_model:
         registry.get(settings.default_model)  # fail at start if it is not loaded
         registry.default_model = settings.default_model

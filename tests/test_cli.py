@@ -55,3 +55,9 @@ def test_serve_then_eval_and_models(tmp_path):
         server.terminate()
     log = server.proc.stdout.read().decode()
     assert "mlipserve gRPC on 127.0.0.1" in log and "lj-ensemble@builtin-1" in log
+
+
+def test_serve_refuses_an_unknown_model_with_a_clear_message():
+    done = cli("serve", "--models", "lj,nope", "--port", "0")
+    assert done.returncode == 2
+    assert "unknown built-in model 'nope'" in done.stdout

@@ -58,13 +58,15 @@ BUILTIN: dict[str, Callable[..., Evaluator]] = {
 DEFAULT_MODELS = ("emt", "lj", "lj-ensemble")
 
 
-def load_builtin(spec: str) -> Evaluator:
+def load_builtin(spec: str, device: str = "auto") -> Evaluator:
     """Build a shipped model from `name` or `name:dtype` ("lj:float32" is served as "lj-float32")."""
     name, _, dtype = spec.partition(":")
     if name not in BUILTIN:
         raise ValueError(f"unknown built-in model {name!r}; known: {sorted(BUILTIN)}")
-    if dtype and name == "emt":
-        raise ValueError("the EMT adapter runs in ASE's float64; give no dtype")
+    if name == "emt":
+        if dtype:
+            raise ValueError("the EMT adapter runs in ASE's float64; give no dtype")
+        return emt_model(name=name)
     if dtype:
-        return BUILTIN[name](name=f"{name}-{dtype}", dtype=dtype)
-    return BUILTIN[name](name=name)
+        return BUILTIN[name](name=f"{name}-{dtype}", dtype=dtype, device=device)
+    return BUILTIN[name](name=name, device=device)
