@@ -61,6 +61,8 @@ def free_port() -> int:
 class ServerProcess:
     """`mlipserve serve` in a child process (for kill tests)."""
 
+    started: list[subprocess.Popen] = []
+
     def __init__(self, port: int, *args: str):
         self.port = port
         self.address = f"127.0.0.1:{port}"
@@ -69,6 +71,7 @@ class ServerProcess:
             [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
+        ServerProcess.started.append(self.proc)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -98,3 +101,13 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphan_servers():
+    """Whatever a test left running, kill every child server at the end of the session."""
+    yield
+    for proc in ServerProcess.started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

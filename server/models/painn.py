@@ -1,0 +1,141 @@
+"""A small PaiNN-style equivariant potential with an ensemble axis.
+
+Scalar features s (K, A, F) and vector features v (K, A, 3, F) for K members at once:
+every weight carries a leading K axis, so one pass evaluates the whole committee on one
+neighbour list. Radial basis: sin(nπr/rc)/r times a polynomial envelope (p = 6) that is
+C² at the cutoff, so energy, forces and their first derivative vanish there. Per-element
+energy shifts (fitted reference energies) are added to the per-atom readout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from mlipserve.server.models.autograd import edge_vectors, sum_per_system
+
+
+@dataclass(frozen=True)
+class PaiNNConfig:
+    """Hyper-parameters of the family (stored in the model's metadata)."""
+
+    cutoff: float = 5.0
+    features: int = 32
+    radial: int = 16
+    layers: int = 2
+    members: int = 4
+    max_z: int = 94
+    avg_neighbors: float = 30.0  # message sums are divided by this
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON metadata."""
+        return asdict(self)
+
+
+def envelope(d: torch.Tensor, p: int = 6) -> torch.Tensor:
+    """Polynomial cutoff u(d), d = r/rc: 1 at 0, and u, u', u'' all 0 at d = 1."""
+    u = (1 - (p + 1) * (p + 2) / 2 * d**p + p * (p + 2) * d ** (p + 1)
+         - p * (p + 1) / 2 * d ** (p + 2))
+    return torch.where(d < 1, u, torch.zeros_like(d))
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear maps applied to (K, ..., in) → (K, ..., out)."""
+
+    def __init__(self, members: int, n_in: int, n_out: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(members, n_in, n_out) / math.sqrt(n_in))
+        self.bias = nn.Parameter(torch.zeros(members, n_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-member x @ W_k (+ b_k)."""
+        shape = x.shape
+        y = torch.bmm(x.reshape(shape[0], -1, shape[-1]), self.weight)
+        y = y.reshape(*shape[:-1], self.weight.shape[-1])
+        if self.bias is not None:
+            y = y + self.bias.view(shape[0], *([1] * (len(shape) - 2)), -1)
+        return y
+
+
+class EnsembleMLP(nn.Module):
+    """Two ensemble linear layers with a SiLU between."""
+
+    def __init__(self, members: int, n_in: int, hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.a = EnsembleLinear(members, n_in, hidden)
+        self.b = EnsembleLinear(members, hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """b(silu(a(x)))."""
+        return self.b(nn.functional.silu(self.a(x)))
+
+
+class Interaction(nn.Module):
+    """PaiNN message and update blocks of one layer."""
+
+    def __init__(self, cfg: PaiNNConfig) -> None:
+        super().__init__()
+        k, f = cfg.members, cfg.features
+        self.phi = EnsembleMLP(k, f, f, 3 * f)
+        self.filter = EnsembleLinear(k, cfg.radial, 3 * f)
+        self.mix_u = EnsembleLinear(k, f, f, bias=False)
+        self.mix_v = EnsembleLinear(k, f, f, bias=False)
+        self.update = EnsembleMLP(k, 2 * f, f, 3 * f)
+        self.features = f
+        self.norm = 1.0 / cfg.avg_neighbors
+
+    def forward(self, s, v, rbf, unit, i, j):
+        """One message pass (sum over neighbours j of i) and one update."""
+        f = self.features
+        x = self.phi(s)[:, j] * self.filter(rbf) * self.norm  # (K, E, 3F)
+        ds, dvv, dvs = x.split(f, dim=-1)
+        msg_v = v[:, j] * dvv.unsqueeze(2) + dvs.unsqueeze(2) * unit[None, :, :, None]
+        s = s.index_add(1, i, ds)
+        v = v.index_add(1, i, msg_v)
+        u, w = self.mix_u(v), self.mix_v(v)  # (K, A, 3, F)
+        w_norm = torch.sqrt((w * w).sum(2) + 1e-8)
+        a = self.update(torch.cat([s, w_norm], dim=-1))
+        a_vv, a_sv, a_ss = a.split(f, dim=-1)
+        v = v + a_vv.unsqueeze(2) * u
+        s = s + a_ss + a_sv * (u * w).sum(2)
+        return s, v
+
+
+class PaiNN(nn.Module):
+    """The ensemble: energy (K, S) and per-atom energies (K, A) of a batch graph."""
+
+    def __init__(self, cfg: PaiNNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Parameter(torch.randn(cfg.members, cfg.max_z + 1, cfg.features))
+        self.layers = nn.ModuleList(Interaction(cfg) for _ in range(cfg.layers))
+        self.readout = EnsembleMLP(cfg.members, cfg.features, cfg.features, 1)
+        # per-element reference energy (eV/atom, fitted before training) and an energy scale
+        self.register_buffer("shift", torch.zeros(cfg.max_z + 1))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("frequencies", torch.arange(1, cfg.radial + 1) * math.pi)
+
+    @property
+    def cutoff(self) -> float:
+        """Cutoff radius (Å)."""
+        return self.cfg.cutoff
+
+    def forward(self, graph: dict) -> dict[str, torch.Tensor]:
+        """Per-member energies of every system and atom."""
+        i, j = graph["edge_index"]
+        vec = edge_vectors(graph)
+        r = vec.norm(dim=-1)
+        unit = vec / r.unsqueeze(-1)
+        d = r / self.cfg.cutoff
+        rbf = torch.sin(self.frequencies * d.unsqueeze(-1)) / d.unsqueeze(-1)
+        rbf = (rbf * envelope(d).unsqueeze(-1)).expand(self.cfg.members, -1, -1)
+        z = graph["numbers"]
+        s = self.embedding[:, z]  # (K, A, F)
+        v = s.new_zeros(s.shape[0], s.shape[1], 3, s.shape[2])
+        for layer in self.layers:
+            s, v = layer(s, v, rbf, unit, i, j)
+        energies = self.readout(s).squeeze(-1) * self.scale + self.shift[z]
+        return {"energy": sum_per_system(energies, graph), "energies": energies}
