@@ -36,6 +36,33 @@ def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torc
     return out.index_add(-1, graph["system_index"], values)
 
 
+def apply_strain(positions: torch.Tensor, cell: torch.Tensor, system_index: torch.Tensor):
+    """A zero symmetric strain ε per system, applied to positions and cell: x(I + ε)."""
+    strain = torch.zeros_like(cell, requires_grad=True)
+    sym = 0.5 * (strain + strain.transpose(1, 2))
+    eff_positions = positions + torch.einsum("ai,aij->aj", positions, sym[system_index])
+    return strain, eff_positions, cell + torch.bmm(cell, sym)
+
+
+def member_gradients(members: torch.Tensor, positions: torch.Tensor | None,
+                     strain: torch.Tensor | None, create_graph: bool = False):
+    """Per-member -dE/dx (K, A, 3) and dE/dε (K, S, 3, 3) for energies (K, S)."""
+    inputs = [t for t in (positions, strain) if t is not None]
+    if not inputs:
+        return None, None
+    forces, virials = [], []
+    k_total = members.shape[0]
+    for k in range(k_total):
+        grads = torch.autograd.grad(members[k].sum(), inputs,
+                                    retain_graph=create_graph or k < k_total - 1,
+                                    create_graph=create_graph)
+        if positions is not None:
+            forces.append(-grads[0])
+        if strain is not None:
+            virials.append(grads[-1])
+    return (torch.stack(forces) if forces else None), (torch.stack(virials) if virials else None)
+
+
 class TorchPotential:
     """Evaluator around an `nn.Module` mapping a graph dict to energies.
 
@@ -73,10 +100,7 @@ class TorchPotential:
             if need_forces:
                 positions.requires_grad_(True)
             if need_stress:
-                strain = torch.zeros_like(cell, requires_grad=True)
-                sym = 0.5 * (strain + strain.transpose(1, 2))
-                eff_positions = positions + torch.einsum("ai,aij->aj", positions, sym[system_index])
-                eff_cell = cell + torch.bmm(cell, sym)
+                strain, eff_positions, eff_cell = apply_strain(positions, cell, system_index)
             else:
                 eff_positions, eff_cell = positions, cell
             graph = {
@@ -93,24 +117,9 @@ class TorchPotential:
             out = self.module(graph)
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
-            forces_k, virial_k = self._gradients(members, positions, strain)
+            forces_k, virial_k = member_gradients(
+                members, positions if need_forces else None, strain)
         return self._collect(batch, properties, members, out, forces_k, virial_k)
-
-    @staticmethod
-    def _gradients(members: torch.Tensor, positions: torch.Tensor, strain: torch.Tensor | None):
-        """Per-member -dE/dx (K, A, 3) and dE/dε (K, S, 3, 3), as asked for."""
-        inputs = [t for t in (positions if positions.requires_grad else None, strain) if t is not None]
-        if not inputs:
-            return None, None
-        forces, virials = [], []
-        k_total = members.shape[0]
-        for k in range(k_total):
-            grads = torch.autograd.grad(members[k].sum(), inputs, retain_graph=k < k_total - 1)
-            if positions.requires_grad:
-                forces.append(-grads[0])
-            if strain is not None:
-                virials.append(grads[-1])
-        return (torch.stack(forces) if forces else None), (torch.stack(virials) if virials else None)
 
     def _collect(self, batch, properties, members, out, forces_k, virial_k) -> dict[str, np.ndarray]:
         def np64(t: torch.Tensor) -> np.ndarray:
