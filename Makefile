@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test venv stubs bench clean
+.PHONY: serve test venv stubs bench clean default-model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Reproduce the shipped default model (EMT labels, fixed seeds); see README.
+default-model: $(STAMP)
+	$(BIN)/mlipserve data build/emt_train.extxyz --seed 0 --scale 8
+	$(BIN)/mlipserve data build/emt_test.extxyz --seed 1 --scale 2
+	$(BIN)/mlipserve data build/emt_ood.extxyz --seed 2 --ood
+	$(BIN)/mlipserve train build/emt_train.extxyz --name default --store build/store \
+	  --report build/report --epochs 400 --members 4 --features 32 --layers 2 --cutoff 5.0 \
+	  --lr 3e-3 --batch-size 8 --seed 0 --max-minutes 45 \
+	  --test-data build/emt_test.extxyz --ood-data build/emt_ood.extxyz
+	rm -rf server/models/shipped/default && mkdir -p server/models/shipped
+	cp -r build/store/default server/models/shipped/default

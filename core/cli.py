@@ -123,5 +123,82 @@ def list_models(
     console.print(table)
 
 
+@app.command("data")
+def make_data(
+    output: Annotated[Path, typer.Argument(help="extxyz file to write.")],
+    seed: Annotated[int, typer.Option(help="Random seed (another seed: an independent set).")] = 0,
+    scale: Annotated[int, typer.Option(help="Multiply the set's size.")] = 1,
+    ood: Annotated[bool, typer.Option(help="Write the out-of-distribution set instead.")] = False,
+) -> None:
+    """Generate the EMT-labelled metal/alloy set the default model is trained on."""
+    import ase.io
+
+    from mlipserve.server.training.emt_data import generate, out_of_distribution
+
+    frames = out_of_distribution(seed) if ood else generate(seed, scale)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(output, frames, format="extxyz")
+    console.print(f"wrote {len(frames)} structures ({sum(map(len, frames))} atoms) to {output}")
+
+
+@app.command("train")
+def train_model(
+    data: Annotated[Path, typer.Argument(help="Labelled structures: extxyz or ase.db.")],
+    name: Annotated[str, typer.Option(help="Model name in the store.")] = "default",
+    store: Annotated[Path, typer.Option(help="Model store directory.")] = Path("models"),
+    report: Annotated[Path, typer.Option(help="Folder for plots and metrics.")] = Path("train-report"),
+    epochs: Annotated[int, typer.Option()] = 300,
+    members: Annotated[int, typer.Option(help="Ensemble size K.")] = 4,
+    features: Annotated[int, typer.Option()] = 32,
+    layers: Annotated[int, typer.Option()] = 2,
+    cutoff: Annotated[float, typer.Option(help="Å")] = 5.0,
+    lr: Annotated[float, typer.Option()] = 3e-3,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this long.")] = None,
+    warm_start: Annotated[Optional[str], typer.Option(help="Version of NAME to continue from.")] = None,
+    test_data: Annotated[Optional[Path], typer.Option(help="Extra held-out set to report on.")] = None,
+    ood_data: Annotated[Optional[Path], typer.Option(help="Out-of-distribution set.")] = None,
+) -> None:
+    """Train an ensemble (PaiNN family) and store it as a new version of NAME."""
+    import hashlib
+
+    from mlipserve.server.models.painn import PaiNNConfig
+    from mlipserve.server.store import ModelStore
+    from mlipserve.server.training import TrainConfig, load_structures, train
+    from mlipserve.server.training.report import evaluate_split
+
+    structures = load_structures(data)
+    model_store = ModelStore(store)
+    init = model_store.load_module(name, warm_start)[0] if warm_start else None
+    elements = sorted({int(z) for a in structures for z in a.numbers})
+    config = PaiNNConfig(cutoff=cutoff, features=features, layers=layers, members=members,
+                         max_z=max(elements))
+    train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            max_minutes=max_minutes)
+    result = train(structures, config, train_cfg, out_dir=report, init=init)
+    metrics = {"test_split": result.metrics}
+    for key, path in (("held_out", test_data), ("out_of_distribution", ood_data)):
+        if path is not None:
+            metrics[key] = evaluate_split(result.module, load_structures(path))
+    version = model_store.save(name, result.module, {
+        "family": "painn", "config": result.module.cfg.to_dict(), "cutoff": cutoff,
+        "elements": elements, "ensemble_size": members, "dtype": "float32",
+        "units": {"energy": "eV", "length": "Å", "stress": "eV/Å³"},
+        "training_data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "parent_version": warm_start, "metrics": metrics,
+        "train_config": {k: v for k, v in vars(train_cfg).items()},
+    })
+    table = Table(title=f"{name}@{version}")
+    for col in ("set", "E MAE meV/atom", "F MAE meV/Å", "S MAE meV/Å³", "Spearman"):
+        table.add_column(col)
+    for key, m in metrics.items():
+        table.add_row(key, f"{m.get('energy_mae_mev_per_atom', float('nan')):.2f}",
+                      f"{m.get('force_mae_mev_per_A', float('nan')):.1f}",
+                      f"{m.get('stress_mae_mev_per_A3', float('nan')):.2f}",
+                      f"{m.get('calibration_spearman') or float('nan'):.2f}")
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlipserve.server.batch import Limits
+from mlipserve.server.models.builtin import DEFAULT_MODELS
 
 
 class Settings(BaseSettings):
@@ -17,7 +18,7 @@ class Settings(BaseSettings):
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     rest_port: int = Field(8080, ge=0, le=65535, description="REST port (the REST API issue)")
     models: list[str] = Field(
-        default_factory=lambda: ["emt", "lj", "lj-ensemble"],
+        default_factory=lambda: list(DEFAULT_MODELS),
         description="models to load, built-in names like 'lj' or 'lj:float32'",
     )
     default_model: str = Field("", description="model used when a request names none")

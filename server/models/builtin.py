@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from mlipserve.server.models.ase_adapter import emt_model
 from mlipserve.server.models.autograd import TorchPotential
@@ -49,13 +50,29 @@ def lj_ensemble(
     return TorchPotential(Ensemble(members), info)
 
 
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+
+
+def shipped_default(name: str = "default", dtype: str | None = None, device: str = "auto") -> Evaluator:
+    """The trained default ensemble shipped in the package (EMT-labelled fcc metals)."""
+    from mlipserve.server.store import ModelStore
+
+    store = ModelStore(SHIPPED)
+    evaluator = store.load("default", dtype=dtype, device=device)
+    if name != "default":
+        evaluator.info = ModelInfo(**{**evaluator.info.__dict__, "name": name})
+    return evaluator
+
+
 BUILTIN: dict[str, Callable[..., Evaluator]] = {
+    "default": shipped_default,
     "emt": emt_model,
     "lj": lennard_jones,
     "morse": morse,
     "lj-ensemble": lj_ensemble,
 }
-DEFAULT_MODELS = ("emt", "lj", "lj-ensemble")
+DEFAULT_MODELS = ("default", "emt", "lj", "lj-ensemble") if (SHIPPED / "default").exists() \
+    else ("emt", "lj", "lj-ensemble")
 
 
 def load_builtin(spec: str, device: str = "auto") -> Evaluator:
