@@ -101,5 +101,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("mlipserve stopping")
-    await running.stop()
+    log.info("mlipserve draining: not ready, no new calls, finishing those in flight (%g s max)",
+             settings.drain_s)
+    await running.stop(settings.drain_s)
+    log.info("mlipserve stopped")

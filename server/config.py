@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_atoms_per_request: int = Field(1_000_000, ge=1)
     max_systems_per_request: int = Field(10_000, ge=1)
     max_message_mb: int = Field(256, ge=1)
+    drain_s: float = Field(30.0, ge=0, description="on SIGTERM, time given to calls in flight")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'")
 
     @property

@@ -110,3 +110,21 @@ def test_deadline_exceeded_unary_and_stream():
         assert time.monotonic() - t0 < 1.5
     finally:
         srv.stop()
+
+
+def test_sigterm_drains_calls_in_flight_and_exits_zero():
+    import signal
+
+    # every batch is held open 3 s, so the call is in flight when SIGTERM arrives
+    proc = ServerProcess(free_port(), "--models", "lj", "--max-wait-us", "3000000")
+    client = Client(proc.address, "lj", retry=RetryPolicy(total_timeout_s=1.0))
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(client.evaluate(argon())))
+    worker.start()
+    time.sleep(0.5)
+    proc.proc.send_signal(signal.SIGTERM)
+    worker.join(20)
+    assert result["energy"] < 0
+    assert proc.proc.wait(20) == 0
+    with pytest.raises(ServerUnavailable):
+        client.evaluate(argon())
