@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 from mlipserve.server.batch import InvalidInput, Limits, SystemBatch, check_request, check_system
 from mlipserve.server.models.base import Evaluator, ModelInfo
@@ -52,25 +54,58 @@ def result_keys(properties: frozenset[str]) -> set[str]:
     return keys
 
 
+class OutOfMemory(Exception):
+    """Raised by a model when a batch does not fit in device memory."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's CUDA/MPS out-of-memory errors (by type name or message)."""
+    return (isinstance(err, OutOfMemory) or type(err).__name__ == "OutOfMemoryError"
+            or "out of memory" in str(err).lower())
+
+
+OOM_SPLITS = {"count": 0}  # batches split after an out-of-memory error
+
+
+def compute_splitting(model: Evaluator, systems: list[SystemArrays],
+                      properties: frozenset[str]) -> list[dict]:
+    """Per-system results of one model call; on out-of-memory, halve the systems and retry."""
+    try:
+        out = model.compute(SystemBatch.concat(systems), properties)
+    except Exception as err:
+        if not is_out_of_memory(err) or len(systems) == 1:
+            raise
+        OOM_SPLITS["count"] += 1
+        _release_device_memory()
+        half = len(systems) // 2
+        return (compute_splitting(model, systems[:half], properties)
+                + compute_splitting(model, systems[half:], properties))
+    offsets = np.concatenate([[0], np.cumsum([len(s.numbers) for s in systems])])
+    results = []
+    for s in range(len(systems)):
+        lo, hi = offsets[s], offsets[s + 1]
+        results.append({key: value[lo:hi] if key in ATOM_KEYS else value[s]
+                        for key, value in out.items()})
+    return results
+
+
+def _release_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dict]]:
     """Evaluate all requests' systems in one call; return each request's per-system dicts."""
     systems = [s for r in requests for s in r.systems]
-    batch = SystemBatch.concat(systems)
     properties = frozenset().union(*(r.properties for r in requests))
-    out = model.compute(batch, properties)
-    offsets = batch.offsets
+    per_system = compute_splitting(model, systems, properties)
     per_request: list[list[dict]] = []
     s = 0
     for request in requests:
         keys = result_keys(request.properties)
-        results = []
-        for _ in request.systems:
-            lo, hi = offsets[s], offsets[s + 1]
-            res = {}
-            for key in keys & out.keys():
-                value = out[key]
-                res[key] = value[lo:hi] if key in ATOM_KEYS else value[s]
-            results.append(res)
-            s += 1
-        per_request.append(results)
+        chunk = per_system[s:s + len(request.systems)]
+        per_request.append([{k: v for k, v in res.items() if k in keys} for res in chunk])
+        s += len(request.systems)
     return per_request

@@ -221,3 +221,38 @@ def test_health_and_reflection(server):
             reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in reply.list_services_response.service}
         assert "mlipserve.v1.Potential" in names
+
+
+class MemoryBound:
+    """A model that cannot fit more than 20 atoms at once (simulated device memory)."""
+
+    def __init__(self):
+        self.inner = lennard_jones(name="bounded")
+        self.info = ModelInfo(**{**self.inner.info.__dict__, "name": "bounded"})
+        self.calls: list[int] = []
+
+    def compute(self, batch: SystemBatch, properties):
+        self.calls.append(len(batch.numbers))
+        if len(batch.numbers) > 20:
+            from mlipserve.server.runner import OutOfMemory
+
+            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner.compute(batch, properties)
+
+
+def test_out_of_memory_batch_is_split_and_every_request_succeeds():
+    from mlipserve.server.runner import OOM_SPLITS
+
+    model = MemoryBound()
+    registry = Registry()
+    registry.add(model)
+    srv = ServerThread(Settings(port=0), registry=registry)
+    try:
+        before = OOM_SPLITS["count"]
+        systems = [argon(1, seed=i) for i in range(8)]  # 8 × 4 atoms = 32 > 20
+        res = Client(srv.address, "bounded").evaluate(systems)
+        ref = LocalProvider(lennard_jones()).evaluate(systems)
+        assert [r["energy"] for r in res] == pytest.approx([r["energy"] for r in ref], rel=1e-12)
+        assert OOM_SPLITS["count"] > before and max(model.calls[1:]) <= 20
+    finally:
+        srv.stop()
