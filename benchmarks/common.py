@@ -57,7 +57,8 @@ class ChildServer:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(self.port),
+             "--rest-port", "0", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         if cpus and hasattr(os, "sched_setaffinity"):

@@ -77,7 +77,7 @@ def serve(port: int, kind: str) -> None:
             registry.add(ASECalculatorModel(ZeroCalculator, info))
         else:
             registry.add(load_builtin("lj"))
-        running = await start_server(Settings(port=port), registry)
+        running = await start_server(Settings(port=port, rest=False), registry)
         await running.server.wait_for_termination()
 
     asyncio.run(main())

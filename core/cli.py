@@ -29,6 +29,7 @@ _mount_simulation_commands()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="gRPC port (default 50051).")] = None,
+    rest_port: Annotated[Optional[int], typer.Option(help="REST port (default 8080).")] = None,
     models: Annotated[
         Optional[str],
         typer.Option(help="Comma-separated models, e.g. 'emt,lj,lj-ensemble,lj:float32'."),
@@ -52,7 +53,7 @@ def serve(
     else:  # plain lines for log files and supervisors
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {
-        "host": host, "port": port, "default_model": default_model, "batching": batching,
+        "host": host, "port": port, "rest_port": rest_port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
         "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 import grpc.aio
+import uvicorn
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -16,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from mlipserve.server.config import Settings
 from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.registry import Registry
+from mlipserve.server.rest import create_app
 from mlipserve.server.service import PotentialService
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
@@ -47,12 +49,36 @@ class RunningServer:
     port: int
     registry: Registry
     health: health_async.HealthServicer
+    rest: uvicorn.Server | None = None
+    rest_port: int | None = None
+    rest_task: asyncio.Task | None = None
+    serving: bool = True
 
     async def stop(self, grace: float = 1.0) -> None:
-        """Stop accepting calls, let running ones finish for `grace` seconds, stop batchers."""
+        """Readiness off, stop accepting calls, let running ones finish for `grace` s."""
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.rest is not None:
+            self.rest.should_exit = True
+            await self.rest_task
         await self.registry.close()
+
+
+async def start_rest(running: RunningServer, settings: Settings) -> None:
+    """Serve the REST app on the same event loop (its own port)."""
+    app = create_app(running.registry, settings.limits, lambda: running.serving)
+    config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
+                            lifespan="off", access_log=False)
+    rest = uvicorn.Server(config)
+    rest.install_signal_handlers = lambda: None  # the gRPC side owns SIGINT/SIGTERM
+    running.rest, running.rest_task = rest, asyncio.get_running_loop().create_task(rest.serve())
+    while not rest.started:
+        if running.rest_task.done():
+            running.rest_task.result()
+            raise OSError(f"REST could not bind {settings.host}:{settings.rest_port}")
+        await asyncio.sleep(0.01)
+    running.rest_port = rest.servers[0].sockets[0].getsockname()[1]
 
 
 async def start_server(settings: Settings, registry: Registry | None = None) -> RunningServer:
@@ -81,7 +107,10 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
-    return RunningServer(server, port, registry, health)
+    running = RunningServer(server, port, registry, health)
+    if settings.rest:
+        await start_rest(running, settings)
+    return running
 
 
 async def serve(settings: Settings) -> None:
@@ -92,8 +121,9 @@ async def serve(settings: Settings) -> None:
         for l, _ in running.registry.entries()
     )
     log.info(
-        "mlipserve gRPC on %s:%d; models: %s; default: %s; batching %s (max %d atoms, wait %d µs)",
-        settings.host, running.port, loaded, running.registry.default_model,
+        "mlipserve gRPC on %s:%d, REST on port %s; models: %s; default: %s; batching %s "
+        "(max %d atoms, wait %d µs)",
+        settings.host, running.port, running.rest_port, loaded, running.registry.default_model,
         "on" if settings.batching else "off", settings.max_batch_atoms, settings.max_wait_us,
     )
     stop = asyncio.Event()

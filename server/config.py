@@ -16,7 +16,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
-    rest_port: int = Field(8080, ge=0, le=65535, description="REST port (the REST API issue)")
+    rest: bool = Field(True, description="serve the REST API beside gRPC")
+    rest_port: int = Field(8080, ge=0, le=65535, description="REST port (0: any free port)")
     models: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MODELS),
         description="models to load, built-in names like 'lj' or 'lj:float32'",

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 
 from mlipserve.server.batcher import DynamicBatcher
+from mlipserve.server.metrics import LOADED, record_batch
 from mlipserve.server.models.base import Evaluator
 from mlipserve.server.runner import EvalRequest, run_requests
+
+
+def instrumented(model: Evaluator):
+    """The batch function of a model, recording each batch's size and compute time."""
+    run = functools.partial(run_requests, model)
+    name = model.info.name
+
+    def batch(requests: list[EvalRequest]) -> list[list[dict]]:
+        start = time.perf_counter()
+        out = run(requests)
+        record_batch(name, len(requests), sum(r.n_atoms for r in requests),
+                     time.perf_counter() - start)
+        return out
+
+    return batch
 
 
 @dataclass
@@ -43,7 +60,7 @@ class Registry:
         if info.version in self._models.get(info.name, {}):
             raise ValueError(f"model {info.name!r} version {info.version!r} is already loaded")
         batcher = DynamicBatcher(
-            functools.partial(run_requests, model),
+            instrumented(model),
             max_batch_weight=self.max_batch_atoms,
             max_wait_s=self.max_wait_s,
             max_batch_items=None if self.batching else 1,
@@ -55,6 +72,7 @@ class Registry:
             self._defaults[info.name] = info.version
         if not self.default_model:
             self.default_model = info.name
+        LOADED.inc()
         return loaded
 
     def get(self, name: str = "", version: str = "") -> LoadedModel:
@@ -82,3 +100,4 @@ class Registry:
         """Stop every batcher."""
         for loaded, _ in self.entries():
             await loaded.batcher.close()
+            LOADED.dec()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
+from mlipserve.server.metrics import OOM_SPLITS
 from mlipserve.server.batch import InvalidInput, Limits, SystemBatch, check_request, check_system
 from mlipserve.server.models.base import Evaluator, ModelInfo
 from mlipserve.wire import SystemArrays
@@ -64,9 +65,6 @@ def is_out_of_memory(err: BaseException) -> bool:
             or "out of memory" in str(err).lower())
 
 
-OOM_SPLITS = {"count": 0}  # batches split after an out-of-memory error
-
-
 def compute_splitting(model: Evaluator, systems: list[SystemArrays],
                       properties: frozenset[str]) -> list[dict]:
     """Per-system results of one model call; on out-of-memory, halve the systems and retry."""
@@ -75,7 +73,7 @@ def compute_splitting(model: Evaluator, systems: list[SystemArrays],
     except Exception as err:
         if not is_out_of_memory(err) or len(systems) == 1:
             raise
-        OOM_SPLITS["count"] += 1
+        OOM_SPLITS.inc()
         _release_device_memory()
         half = len(systems) // 2
         return (compute_splitting(model, systems[:half], properties)

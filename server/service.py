@@ -8,6 +8,7 @@ import numpy as np
 
 from mlipserve.server.batch import InvalidInput, Limits
 from mlipserve.server.batcher import BatchFailed, BatchStats
+from mlipserve.server.metrics import record_request
 from mlipserve.server.registry import LoadedModel, Registry, UnknownModel
 from mlipserve.server.runner import EvalRequest, make_request
 from mlipserve.v1 import potential_pb2 as pb
@@ -68,16 +69,20 @@ class PotentialService(pb_grpc.PotentialServicer):
         properties = _property_names(request)
         return loaded, make_request(systems, properties, loaded.model.info, self.limits)
 
-    async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
+    async def evaluate(self, request: pb.EvaluateRequest, method: str = "Evaluate") -> pb.EvaluateResponse:
         """Validate, wait for the batch, and build the response."""
+        model = request.model or self.registry.default_model
         try:
             loaded, job = self.prepare(request)
         except InvalidInput as err:
+            record_request(model, method, "INVALID_ARGUMENT")
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         try:
             results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems))
         except BatchFailed as err:
+            record_request(model, method, "INTERNAL")
             raise RequestError(grpc.StatusCode.INTERNAL, f"model evaluation failed: {err}") from None
+        record_request(model, method, "OK", stats.queue_wait_s)
         return self._response(loaded, request, results, stats)
 
     @staticmethod
@@ -108,7 +113,7 @@ class PotentialService(pb_grpc.PotentialServicer):
         """In-order responses; a bad request gets an error response, the stream stays open."""
         async for request in request_iterator:
             try:
-                yield await self.evaluate(request)
+                yield await self.evaluate(request, "EvaluateStream")
             except RequestError as err:
                 yield pb.EvaluateResponse(
                     request_id=request.request_id,

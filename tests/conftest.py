@@ -22,12 +22,13 @@ class ServerThread:
     """An mlipserve server on an ephemeral loopback port, its event loop in a thread."""
 
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
-        self.settings = settings or Settings(port=0)
+        self.settings = (settings or Settings(port=0)).model_copy(update={"rest_port": 0})
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.running: RunningServer = self.call(start_server(self.settings, registry))
         self.address = f"127.0.0.1:{self.running.port}"
+        self.rest_url = f"http://127.0.0.1:{self.running.rest_port}"
 
     def call(self, coro):
         """Run a coroutine on the server's loop and return its result."""
@@ -68,7 +69,8 @@ class ServerProcess:
         self.address = f"127.0.0.1:{port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), "--rest-port", "0",
+             *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         ServerProcess.started.append(self.proc)

@@ -241,18 +241,18 @@ class MemoryBound:
 
 
 def test_out_of_memory_batch_is_split_and_every_request_succeeds():
-    from mlipserve.server.runner import OOM_SPLITS
+    from mlipserve.server.metrics import OOM_SPLITS
 
     model = MemoryBound()
     registry = Registry()
     registry.add(model)
     srv = ServerThread(Settings(port=0), registry=registry)
     try:
-        before = OOM_SPLITS["count"]
+        before = OOM_SPLITS._value.get()
         systems = [argon(1, seed=i) for i in range(8)]  # 8 × 4 atoms = 32 > 20
         res = Client(srv.address, "bounded").evaluate(systems)
         ref = LocalProvider(lennard_jones()).evaluate(systems)
         assert [r["energy"] for r in res] == pytest.approx([r["energy"] for r in ref], rel=1e-12)
-        assert OOM_SPLITS["count"] > before and max(model.calls[1:]) <= 20
+        assert OOM_SPLITS._value.get() > before and max(model.calls[1:]) <= 20
     finally:
         srv.stop()

@@ -1,0 +1,33 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mlipserve.server.metrics import refresh_gpu_memory
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Models are loaded and gRPC is serving (503 otherwise, e.g. while draining)."""
+    registry = request.app.state.registry
+    ready = bool(registry.entries()) and request.app.state.grpc_serving()
+    return JSONResponse({"ready": ready, "models": len(registry.entries())},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus exposition of the server's metrics."""
+    refresh_gpu_memory()
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
