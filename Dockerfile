@@ -15,7 +15,8 @@ USER mlipserve
 # the README's install steps (what `make serve` does before starting)
 RUN make venv
 
-ENV MLIPSERVE_HOST=0.0.0.0 MLIPSERVE_PORT=50051
+# Public bind needs auth: create keys with `docker exec <container> .venv/bin/mlipserve keys create`
+ENV MLIPSERVE_HOST=0.0.0.0 MLIPSERVE_PORT=50051 MLIPSERVE_AUTH=true MLIPSERVE_DATA_DIR=/app/data
 EXPOSE 50051 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD [".venv/bin/python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('127.0.0.1:50051')).Check(h.HealthCheckRequest(), timeout=3); sys.exit(s.status != h.HealthCheckResponse.SERVING)"]

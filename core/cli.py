@@ -39,6 +39,12 @@ def serve(
     max_batch_atoms: Annotated[Optional[int], typer.Option(help="Atoms per batch at most.")] = None,
     max_wait_us: Annotated[Optional[int], typer.Option(help="Extra wait for fuller batches (µs).")] = None,
     device: Annotated[Optional[str], typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = None,
+    auth: Annotated[Optional[bool], typer.Option(help="Require API keys (see `keys create`).")] = None,
+    insecure_public: Annotated[Optional[bool], typer.Option(
+        help="Allow a non-loopback address with auth off.")] = None,
+    tls_cert: Annotated[Optional[str], typer.Option(help="PEM certificate (gRPC and REST).")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(help="PEM private key.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Keys database and model store.")] = None,
 ) -> None:
     """Start the server. Every option is also an MLIPSERVE_<OPTION> environment variable."""
     import asyncio
@@ -55,6 +61,8 @@ def serve(
     overrides = {
         "host": host, "port": port, "rest_port": rest_port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
+        "auth": auth, "insecure_public": insecure_public, "tls_cert": tls_cert, "tls_key": tls_key,
+        "data_dir": data_dir,
         "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
     }
     from pydantic import ValidationError
@@ -122,6 +130,58 @@ def list_models(
         table.add_row(m["name"], m["version"], m["kind"], str(m["ensemble_size"] or "-"),
                       f"{m['cutoff']:g}", m["dtype"], m["device"], "yes" if m["is_default"] else "")
     console.print(table)
+
+
+keys_app = typer.Typer(help="API keys (run on the server machine; they go to its database).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(db: str | None, data_dir: Path | None):
+    from mlipserve.server.auth import KeyStore
+    from mlipserve.server.config import Settings
+
+    settings = Settings(**{k: v for k, v in {"auth_db": db, "data_dir": data_dir}.items() if v})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return KeyStore(settings.key_db_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="user (evaluate, read) or admin (also manage).")] = "user",
+    tenant: Annotated[str, typer.Option(help="Who the key belongs to (fair-share unit).")] = "default",
+    db: Annotated[Optional[str], typer.Option(help="Key database URL.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option()] = None,
+) -> None:
+    """Create a key; it is printed once and stored only as an argon2 hash."""
+    try:
+        key_id, key = _key_store(db, data_dir).create(role, tenant)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"key id {key_id} ({role}, tenant {tenant}):")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(db: Annotated[Optional[str], typer.Option()] = None,
+              data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+    """List keys (ids, roles, tenants; never the keys)."""
+    table = Table()
+    for col in ("id", "role", "tenant", "revoked"):
+        table.add_column(col)
+    for row in _key_store(db, data_dir).list():
+        table.add_row(row["id"], row["role"], row["tenant"], "yes" if row["revoked"] else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, db: Annotated[Optional[str], typer.Option()] = None,
+                data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+    """Revoke a key by id."""
+    if not _key_store(db, data_dir).revoke(key_id):
+        console.print(f"[red]no key {key_id}[/red]")
+        raise typer.Exit(1)
 
 
 @app.command("data")

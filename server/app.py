@@ -14,11 +14,14 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mlipserve.server.auth import KeyStore
 from mlipserve.server.config import Settings
+from mlipserve.server.interceptors import AuthInterceptor
 from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.registry import Registry
 from mlipserve.server.rest import create_app
 from mlipserve.server.service import PotentialService
+from mlipserve.server.store import ModelStore
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 
@@ -65,11 +68,14 @@ class RunningServer:
         await self.registry.close()
 
 
-async def start_rest(running: RunningServer, settings: Settings) -> None:
+async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore | None) -> None:
     """Serve the REST app on the same event loop (its own port)."""
-    app = create_app(running.registry, settings.limits, lambda: running.serving)
+    app = create_app(running.registry, settings.limits, lambda: running.serving, keys=keys,
+                     store=ModelStore(settings.model_store_dir), device=settings.device,
+                     max_upload_bytes=settings.max_upload_mb * 1024 * 1024)
+    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
     config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
-                            lifespan="off", access_log=False)
+                            lifespan="off", access_log=False, **tls)
     rest = uvicorn.Server(config)
     rest.install_signal_handlers = lambda: None  # the gRPC side owns SIGINT/SIGTERM
     running.rest, running.rest_task = rest, asyncio.get_running_loop().create_task(rest.serve())
@@ -83,16 +89,23 @@ async def start_rest(running: RunningServer, settings: Settings) -> None:
 
 async def start_server(settings: Settings, registry: Registry | None = None) -> RunningServer:
     """Start serving on settings.host:settings.port (port 0 picks a free port)."""
+    settings.check_exposure()
     registry = registry if registry is not None else build_registry(settings)
     size = settings.max_message_mb * 1024 * 1024
+    keys = None
+    if settings.auth:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        keys = KeyStore(settings.key_db_url)
     server = grpc.aio.server(
+        interceptors=[AuthInterceptor(keys)] if keys is not None else [],
         options=[
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_PotentialServicer_to_server(PotentialService(registry, settings.limits), server)
+    pb_grpc.add_PotentialServicer_to_server(
+        PotentialService(registry, settings.limits, keys), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -100,7 +113,12 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
          reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert:
+        with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(k.read(), c.read())]))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     await server.start()
@@ -109,7 +127,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     await health.set(SERVICE_NAME, serving)
     running = RunningServer(server, port, registry, health)
     if settings.rest:
-        await start_rest(running, settings)
+        await start_rest(running, settings, keys)
     return running
 
 

@@ -76,6 +76,7 @@ class DynamicBatcher(Generic[T, R]):
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._running = False
         self.batches_run = 0
         self.largest_batch = 0
 
@@ -145,6 +146,7 @@ class DynamicBatcher(Generic[T, R]):
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[T]]) -> None:
         start = time.perf_counter()
+        self._running = True
         try:
             results = await loop.run_in_executor(
                 self._executor, self._run, [entry.item for entry in batch]
@@ -161,6 +163,8 @@ class DynamicBatcher(Generic[T, R]):
                 if not entry.future.done():
                     entry.future.set_exception(error)
             return
+        finally:
+            self._running = False
         compute = time.perf_counter() - start
         self.batches_run += 1
         self.largest_batch = max(self.largest_batch, len(batch))
@@ -170,6 +174,12 @@ class DynamicBatcher(Generic[T, R]):
             if not entry.future.done():
                 stats = BatchStats(len(batch), systems, atoms, start - entry.arrived, compute)
                 entry.future.set_result((result, stats))
+
+    async def drain_and_close(self, poll_s: float = 0.01) -> None:
+        """Let queued and running batches finish, then stop."""
+        while self._pending or self._running:
+            await asyncio.sleep(poll_s)
+        await self.close()
 
     async def close(self) -> None:
         """Stop the loop; waiting requests fail with CancelledError."""

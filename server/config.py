@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,7 +33,37 @@ class Settings(BaseSettings):
     max_systems_per_request: int = Field(10_000, ge=1)
     max_message_mb: int = Field(256, ge=1)
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, time given to calls in flight")
+    data_dir: Path = Field(Path.home() / ".mlipserve", description="keys database, model store")
+    store_dir: str = Field("", description="model store directory (default: DATA_DIR/models)")
+    auth: bool = Field(False, description="require API keys on gRPC and REST")
+    auth_db: str = Field("", description="SQLAlchemy URL of the key database "
+                         "(default: sqlite:///DATA_DIR/mlipserve.db; postgresql+psycopg://... works)")
+    insecure_public: bool = Field(False, description="allow a non-loopback bind with auth off")
+    tls_cert: str = Field("", description="PEM certificate for gRPC and REST")
+    tls_key: str = Field("", description="PEM private key for gRPC and REST")
+    max_upload_mb: int = Field(512, ge=1)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'")
+
+    @property
+    def key_db_url(self) -> str:
+        """The key database URL (SQLite file under data_dir unless auth_db is set)."""
+        return self.auth_db or f"sqlite:///{self.data_dir / 'mlipserve.db'}"
+
+    @property
+    def model_store_dir(self) -> Path:
+        """The model store directory."""
+        return Path(self.store_dir) if self.store_dir else self.data_dir / "models"
+
+    def check_exposure(self) -> None:
+        """Refuse a non-loopback address with auth off unless told it is on purpose."""
+        loopback = self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+        if not loopback and not self.auth and not self.insecure_public:
+            raise ValueError(
+                f"refusing to serve on {self.host} with auth off: anyone who reaches it could use "
+                "and change the models. Turn auth on (--auth, then `mlipserve keys create`) or "
+                "pass --insecure-public if the network is trusted.")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
 
     @property
     def limits(self) -> Limits:

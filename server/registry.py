@@ -88,6 +88,20 @@ class Registry:
             )
         return versions[version]
 
+    def set_default(self, name: str, version: str) -> None:
+        """Route new requests for `name` to `version` (requests in flight keep theirs)."""
+        self.get(name, version)
+        self._defaults[name] = version
+
+    def remove(self, name: str, version: str) -> LoadedModel:
+        """Take a non-default version out of service; its batcher must then be closed."""
+        loaded = self.get(name, version)
+        if self._defaults.get(name) == version:
+            raise ValueError(f"{name}@{version} is the default version; set another default first")
+        del self._models[name][version]
+        LOADED.dec()
+        return loaded
+
     def entries(self) -> list[tuple[LoadedModel, bool]]:
         """Every loaded version with whether it is its model's default."""
         return [

@@ -6,6 +6,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from mlipserve.server.auth import KeyStore
 from mlipserve.server.batch import InvalidInput, Limits
 from mlipserve.server.batcher import BatchFailed, BatchStats
 from mlipserve.server.metrics import record_request
@@ -49,9 +50,10 @@ def _encode_result(res: dict) -> pb.SystemResult:
 class PotentialService(pb_grpc.PotentialServicer):
     """Evaluate, EvaluateStream and ListModels over the registry's batchers."""
 
-    def __init__(self, registry: Registry, limits: Limits) -> None:
+    def __init__(self, registry: Registry, limits: Limits, keys: KeyStore | None = None) -> None:
         self.registry = registry
         self.limits = limits
+        self.keys = keys
 
     def prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """Decode and validate a request before it may join a batch."""

@@ -40,6 +40,18 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_safetensors(data: bytes) -> None:
+    """Refuse anything but a safetensors file (pickles and torch.save zips above all)."""
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        raise StoreError("pickle / torch.save files are refused: upload safetensors "
+                         "(safetensors.torch.save_file)")
+    if len(data) < 10:
+        raise StoreError("not a safetensors file (too short)")
+    header = int.from_bytes(data[:8], "little")
+    if header > len(data) - 8 or data[8:9] != b"{":
+        raise StoreError("not a safetensors file (bad header)")
+
+
 def build_module(metadata: dict) -> torch.nn.Module:
     """An untrained module of the metadata's family and config."""
     family = metadata.get("family")
@@ -117,6 +129,32 @@ class ModelStore:
         if make_default or not (self._dir(name) / "DEFAULT").exists():
             self.set_default(name, version)
         return version
+
+    def add_artifact(self, name: str, data: bytes, metadata: dict, max_bytes: int,
+                     make_default: bool = False) -> str:
+        """Store an uploaded safetensors artifact as a new version after checking it loads."""
+        if len(data) > max_bytes:
+            raise StoreError(f"artifact of {len(data)} bytes exceeds the limit of {max_bytes}")
+        check_safetensors(data)
+        module = build_module(metadata)
+        folder = self.root / ".upload"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{name}-{time.time_ns()}.safetensors"
+        tmp.write_bytes(data)
+        try:
+            module.load_state_dict(load_file(tmp))
+        except Exception as err:
+            raise StoreError(f"artifact does not fit family {metadata['family']!r}: {err}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.save(name, module, metadata, make_default=make_default)
+
+    def artifact_path(self, name: str, version: str) -> Path:
+        """Where a version's artifact lies (for downloads)."""
+        path = self._dir(name, version) / ARTIFACT
+        if not path.exists():
+            raise StoreError(f"model {name!r} has no version {version!r}")
+        return path
 
     def load_module(self, name: str, version: str | None = None) -> tuple[torch.nn.Module, dict]:
         """Rebuild a native module from its metadata and load its checked weights."""

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from mlipserve import __version__
+from mlipserve.server.auth import KeyStore
 from mlipserve.server.batch import Limits
 from mlipserve.server.registry import Registry
 from mlipserve.server.rest import evaluate, health, models
+from mlipserve.server.rest.security import principal
+from mlipserve.server.store import ModelStore
 
 
-def create_app(registry: Registry, limits: Limits, grpc_serving: Callable[[], bool]) -> FastAPI:
+def create_app(registry: Registry, limits: Limits, grpc_serving: Callable[[], bool], *,
+               keys: KeyStore | None = None, store: ModelStore | None = None,
+               device: str = "auto", max_upload_bytes: int = 512 * 1024 * 1024) -> FastAPI:
     """The REST app; `grpc_serving` tells readiness whether the gRPC side is up."""
-    app = FastAPI(title="mlipserve", version=__version__,
+    app = FastAPI(title="mlipserve", version=__version__, openapi_url=None, docs_url=None,
+                  redoc_url=None,
                   description="Model management, health, metrics and evaluation over HTTP.")
     app.state.registry = registry
     app.state.limits = limits
     app.state.grpc_serving = grpc_serving
+    app.state.keys = keys
+    app.state.store = store
+    app.state.device = device
+    app.state.max_upload_bytes = max_upload_bytes
+
+    @app.get("/openapi.json", dependencies=[Depends(principal)], include_in_schema=False)
+    async def openapi() -> dict:
+        """The OpenAPI document (behind auth like every route but /healthz)."""
+        return app.openapi()
+
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)

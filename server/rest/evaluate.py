@@ -7,16 +7,17 @@ import math
 
 import msgpack
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from mlipserve.server.batch import InvalidInput
 from mlipserve.server.batcher import BatchFailed
 from mlipserve.server.metrics import record_request
 from mlipserve.server.registry import UnknownModel
+from mlipserve.server.rest.security import principal
 from mlipserve.server.runner import make_request
 from mlipserve.wire import ALLOWED_DTYPES, SystemArrays
 
-router = APIRouter(prefix="/v1/models", tags=["evaluate"])
+router = APIRouter(prefix="/v1/models", tags=["evaluate"], dependencies=[Depends(principal)])
 MSGPACK = "application/msgpack"
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlipserve.server.metrics import refresh_gpu_memory
+from mlipserve.server.rest.security import principal
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +18,7 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[Depends(principal)])
 async def readyz(request: Request) -> JSONResponse:
     """Models are loaded and gRPC is serving (503 otherwise, e.g. while draining)."""
     registry = request.app.state.registry
@@ -26,7 +27,7 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(principal)])
 async def metrics() -> Response:
     """Prometheus exposition of the server's metrics."""
     refresh_gpu_memory()
