@@ -82,16 +82,24 @@ async def upload(name: str, request: Request, artifact: UploadFile = File(...),
 
 
 async def _ensure_loaded(request: Request, name: str, version: str, make_default: bool):
+    """Load a stored version; the store's default goes first when nothing of `name` is loaded,
+    so that requests naming no version keep going to the default."""
     registry, store = request.app.state.registry, _store(request)
     try:
         registry.get(name, version)
+        return
     except UnknownModel:
-        try:
-            model = await asyncio.to_thread(store.load, name, version,
-                                            device=request.app.state.device)
-        except StoreError as err:
-            raise HTTPException(404, str(err)) from None
-        registry.add(model, make_default=make_default)
+        pass
+    try:
+        if not any(l.model.info.name == name for l, _ in registry.entries()):
+            default = store.default_version(name)
+            if default != version:
+                registry.add(await asyncio.to_thread(store.load, name, default,
+                                                     device=request.app.state.device))
+        model = await asyncio.to_thread(store.load, name, version, device=request.app.state.device)
+    except StoreError as err:
+        raise HTTPException(404, str(err)) from None
+    registry.add(model, make_default=make_default)
 
 
 class DefaultVersion(BaseModel):

@@ -72,19 +72,19 @@ def test_nve_energy_error_is_second_order_and_drift_bounded(morse):
     md.run(1500)  # 6 ps
     e = log.arrays()["conserved"][:, 0]
     drift = abs(e[-300:].mean() - e[:300].mean())
-    assert drift < 1e-3 * len(atoms)  # < 1 meV/atom over 6 ps (error oscillation ~ errors[0])
-    assert np.abs(e - e[0]).max() < 3 * errors[0] + 1e-3  # no growth beyond the dt² band
+    assert drift < 0.5 * errors[0]  # over 6 ps the mean moves less than the dt² oscillation
+    assert np.abs(e - e[0]).max() < 1.5 * errors[0]  # and the oscillation does not grow
 
 
 def test_langevin_equipartition_over_batched_replicas(morse):
-    replicas, target = 24, 300.0
+    replicas, target = 16, 300.0
     state = MDState.from_atoms([cluster(seed=s) for s in range(replicas)], temperature_K=target,
                                seeds=range(replicas))
-    md = MolecularDynamics(morse, state, langevin_baoab(2 * FS, target, 0.05 / FS))
+    md = MolecularDynamics(morse, state, langevin_baoab(2 * FS, target, 0.1 / FS))
     log = md.log_energies(1)
-    md.run(400)
-    assert md.calls == 401  # 24 replicas, one call per step
-    temps = log.arrays()["temperature"][100:]  # after 10 relaxation times 1/γ
+    md.run(250)
+    assert md.calls == 251  # 16 replicas, one call per step
+    temps = log.arrays()["temperature"][50:]  # after 10 relaxation times 1/γ
     per_replica = temps.mean(0)
     stderr = per_replica.std(ddof=1) / np.sqrt(replicas)  # replicas are independent
     assert stderr < 0.03 * target  # the test can tell a 10 % error
@@ -101,7 +101,7 @@ def test_langevin_thermostat_energy_closes_the_balance(morse):
     exchanged = np.abs(data["conserved"] - data["energy"] - data["kinetic"]).max(0)
     drift = np.abs(data["conserved"] - data["conserved"][0]).max(0)
     assert np.all(exchanged > 0.5)  # heating 50 K → 600/900 K moves > 0.5 eV through O
-    assert np.all(drift < 0.01 * exchanged), (drift, exchanged)
+    assert np.all(drift < 1e-3 * exchanged), (drift, exchanged)
 
 
 def test_batched_replicas_equal_separate_runs(morse):
@@ -147,19 +147,18 @@ def test_berendsen_npt_relaxes_to_the_zero_pressure_lattice(morse):
         return -atoms.get_stress()[:3].mean()
 
     a0 = brentq(static_pressure, 3.5, 3.8, xtol=1e-8)
-    start = bulk("Cu", "fcc", a=3.55, cubic=True) * (2, 2, 2)  # ~9 GPa
+    start = bulk("Cu", "fcc", a=3.55, cubic=True)  # 4 atoms, ~9 GPa
     state = MDState.from_atoms(start, temperature_K=10, seeds=0)
     md = MolecularDynamics(morse, state, langevin_baoab(2 * FS, 10.0, 0.02 / FS),
                            barostat=BerendsenBarostat(0.0, tau=100 * FS,
                                                       compressibility=1 / (140 * units.GPa)))
     assert md.properties == ("energy", "forces", "stress")
     log = md.log_energies(1)
-    md.run(400)
+    md.run(250)
     data = log.arrays()
     assert data["pressure"][0, 0] > 5 * units.GPa
     assert abs(data["pressure"][-100:, 0].mean()) < 0.2 * units.GPa
-    v0 = len(start) / 4 * a0**3
-    assert data["volume"][-100:, 0].mean() == pytest.approx(v0, rel=3e-3)
+    assert data["volume"][-100:, 0].mean() == pytest.approx(a0**3, rel=2e-3)  # from 6 % off
 
 
 def test_observers_trajectories_and_progress(morse, tmp_path):
