@@ -42,7 +42,9 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         ca_file: str | None = None,
         api_key: str | None = None,
+        priority: int = 0,
     ) -> None:
+        self.priority = priority
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:
             raise ValueError("at least one target is needed")
@@ -110,7 +112,7 @@ class AsyncClient:
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         items, single = as_system_list(systems)
-        request = build_request(items, properties, self.model, self.version)
+        request = build_request(items, properties, self.model, self.version, self.priority)
         deadline = self.timeout if timeout is None else timeout
         response = await self.with_retries(
             lambda: self.stub.Evaluate(request, timeout=deadline, metadata=self.metadata)
@@ -183,7 +185,7 @@ class AsyncStreamSession:
         """Like AsyncClient.evaluate, over the open stream."""
         items, single = as_system_list(systems)
         client = self.client
-        request = build_request(items, properties, client.model, client.version)
+        request = build_request(items, properties, client.model, client.version, client.priority)
         deadline = client.timeout if timeout is None else timeout
         response = await client.with_retries(lambda: self._round_trip(request, deadline))
         results = decode_response(response)

@@ -55,6 +55,7 @@ class Client:
         retry: backoff policy for UNAVAILABLE (server down or restarting).
         ca_file: PEM bundle to verify a TLS server; plaintext when None.
         api_key: sent as `authorization: Bearer <key>` metadata when given.
+        priority: 0 interactive (served first within the tenant), 1 bulk screening.
     """
 
     def __init__(
@@ -67,7 +68,9 @@ class Client:
         retry: RetryPolicy | None = None,
         ca_file: str | None = None,
         api_key: str | None = None,
+        priority: int = 0,
     ) -> None:
+        self.priority = priority
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:
             raise ValueError("at least one target is needed")
@@ -141,7 +144,7 @@ class Client:
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         items, single = as_system_list(systems)
-        request = build_request(items, properties, self.model, self.version)
+        request = build_request(items, properties, self.model, self.version, self.priority)
         deadline = self.timeout if timeout is None else timeout
         response = self.with_retries(
             lambda: self.stub.Evaluate(request, timeout=deadline, metadata=self.metadata)
@@ -258,7 +261,7 @@ class StreamSession:
             raise RuntimeError("the stream session is closed")
         items, single = as_system_list(systems)
         client = self.client
-        request = build_request(items, properties, client.model, client.version)
+        request = build_request(items, properties, client.model, client.version, client.priority)
         deadline = client.timeout if timeout is None else timeout
         response = client.with_retries(lambda: self._round_trip(request, deadline))
         results = decode_response(response)

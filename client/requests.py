@@ -32,7 +32,7 @@ def as_system_list(systems) -> tuple[list, bool]:
 
 
 def build_request(
-    systems: Sequence, properties: Iterable[str], model: str, version: str = ""
+    systems: Sequence, properties: Iterable[str], model: str, version: str = "", priority: int = 0
 ) -> pb.EvaluateRequest:
     """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names."""
     msgs = []
@@ -40,7 +40,8 @@ def build_request(
         arrays = s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s)
         msgs.append(arrays.to_proto())
     return pb.EvaluateRequest(
-        model=model, version=version, systems=msgs, properties=property_enums(properties)
+        model=model, version=version, systems=msgs, properties=property_enums(properties),
+        priority=priority,
     )
 
 

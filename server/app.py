@@ -72,7 +72,8 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
     """Serve the REST app on the same event loop (its own port)."""
     app = create_app(running.registry, settings.limits, lambda: running.serving, keys=keys,
                      store=ModelStore(settings.model_store_dir), device=settings.device,
-                     max_upload_bytes=settings.max_upload_mb * 1024 * 1024)
+                     max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+                     tenants=settings.tenant_limits)
     tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
     config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
                             lifespan="off", access_log=False, **tls)
@@ -105,7 +106,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
         ]
     )
     pb_grpc.add_PotentialServicer_to_server(
-        PotentialService(registry, settings.limits, keys), server)
+        PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

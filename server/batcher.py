@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from mlipserve.server.fairqueue import FairQueue
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,8 +72,7 @@ class DynamicBatcher(Generic[T, R]):
         self.max_wait_s = max_wait_s
         self.max_batch_items = max_batch_items
         self.name = name
-        self._pending: deque[_Pending[T]] = deque()
-        self._pending_weight = 0
+        self._pending = FairQueue(is_dead=lambda entry: entry.future.done())
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -85,14 +85,18 @@ class DynamicBatcher(Generic[T, R]):
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    async def submit(self, item: T, weight: int, count: int = 1) -> tuple[R, BatchStats]:
-        """Queue `item` and wait for its result and the stats of its batch."""
+    async def submit(self, item: T, weight: int, count: int = 1, tenant: str = "default",
+                     priority: int = 0) -> tuple[R, BatchStats]:
+        """Queue `item` for `tenant` (priority 0 before 1) and wait for its result and stats."""
         self._ensure_started()
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(item, weight, count, future))
-        self._pending_weight += weight
+        self._pending.push(_Pending(item, weight, count, future), tenant, priority)
         self._wakeup.set()
         return await future
+
+    def queued_weight(self, tenant: str) -> int:
+        """Atoms `tenant` has waiting."""
+        return self._pending.tenant_weight(tenant)
 
     @property
     def queued(self) -> int:
@@ -102,28 +106,11 @@ class DynamicBatcher(Generic[T, R]):
     def _is_full(self) -> bool:
         if self.max_batch_items is not None and len(self._pending) >= self.max_batch_items:
             return True
-        return self._pending_weight >= self.max_batch_weight
+        return self._pending.weight >= self.max_batch_weight
 
     def _take(self) -> list[_Pending[T]]:
-        """Pop the next batch: live entries in arrival order while they fit."""
-        batch: list[_Pending[T]] = []
-        weight = 0
-        while self._pending:
-            entry = self._pending[0]
-            if entry.future.done():  # cancelled by its caller: it leaves the queue
-                self._pending.popleft()
-                self._pending_weight -= entry.weight
-                continue
-            if batch and (
-                weight + entry.weight > self.max_batch_weight
-                or (self.max_batch_items is not None and len(batch) >= self.max_batch_items)
-            ):
-                break
-            self._pending.popleft()
-            self._pending_weight -= entry.weight
-            batch.append(entry)
-            weight += entry.weight
-        return batch
+        """Pop the next batch: tenants in turn, cancelled entries dropped, while they fit."""
+        return self._pending.pop_batch(self.max_batch_weight, self.max_batch_items)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -132,7 +119,10 @@ class DynamicBatcher(Generic[T, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
             if self.max_wait_s > 0 and not self._is_full():
-                deadline = self._pending[0].arrived + self.max_wait_s
+                heads = self._pending.heads()
+                if not heads:
+                    continue
+                deadline = min(e.arrived for e in heads) + self.max_wait_s
                 while not self._is_full() and (left := deadline - time.perf_counter()) > 0:
                     self._wakeup.clear()
                     try:
@@ -190,8 +180,6 @@ class DynamicBatcher(Generic[T, R]):
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for entry in self._pending:
+        for entry in self._pending.drain():
             entry.future.cancel()
-        self._pending.clear()
-        self._pending_weight = 0
         self._executor.shutdown(wait=False)

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlipserve.server.batch import Limits
 from mlipserve.server.models.builtin import DEFAULT_MODELS
+from mlipserve.server.tenancy import TenantLimits
 
 
 class Settings(BaseSettings):
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     max_atoms_per_request: int = Field(1_000_000, ge=1)
     max_systems_per_request: int = Field(10_000, ge=1)
     max_message_mb: int = Field(256, ge=1)
+    tenant_max_queued_atoms: int = Field(0, ge=0, description="per tenant (0: unlimited)")
+    tenant_requests_per_s: float = Field(0.0, ge=0, description="per tenant (0: unlimited)")
+    tenant_burst: int = Field(50, ge=1, description="requests a tenant may send at once")
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, time given to calls in flight")
     data_dir: Path = Field(Path.home() / ".mlipserve", description="keys database, model store")
     store_dir: str = Field("", description="model store directory (default: DATA_DIR/models)")
@@ -64,6 +68,12 @@ class Settings(BaseSettings):
                 "pass --insecure-public if the network is trusted.")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+
+    @property
+    def tenant_limits(self) -> TenantLimits:
+        """Per-tenant admission limits."""
+        return TenantLimits(self.tenant_max_queued_atoms, self.tenant_requests_per_s,
+                            self.tenant_burst)
 
     @property
     def limits(self) -> Limits:

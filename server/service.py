@@ -8,6 +8,8 @@ import numpy as np
 
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.batch import InvalidInput, Limits
+from mlipserve.server.interceptors import resolve
+from mlipserve.server.tenancy import TenantLimits, Throttled
 from mlipserve.server.batcher import BatchFailed, BatchStats
 from mlipserve.server.metrics import record_request
 from mlipserve.server.registry import LoadedModel, Registry, UnknownModel
@@ -20,10 +22,11 @@ from mlipserve.wire import PROPERTY_BY_ENUM, SystemArrays, WireError, encode_arr
 class RequestError(Exception):
     """An error to send back with its gRPC status code."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 def _property_names(request: pb.EvaluateRequest) -> frozenset[str]:
@@ -50,10 +53,12 @@ def _encode_result(res: dict) -> pb.SystemResult:
 class PotentialService(pb_grpc.PotentialServicer):
     """Evaluate, EvaluateStream and ListModels over the registry's batchers."""
 
-    def __init__(self, registry: Registry, limits: Limits, keys: KeyStore | None = None) -> None:
+    def __init__(self, registry: Registry, limits: Limits, keys: KeyStore | None = None,
+                 tenants: TenantLimits | None = None) -> None:
         self.registry = registry
         self.limits = limits
         self.keys = keys
+        self.tenants = tenants or TenantLimits()
 
     def prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """Decode and validate a request before it may join a batch."""
@@ -71,8 +76,9 @@ class PotentialService(pb_grpc.PotentialServicer):
         properties = _property_names(request)
         return loaded, make_request(systems, properties, loaded.model.info, self.limits)
 
-    async def evaluate(self, request: pb.EvaluateRequest, method: str = "Evaluate") -> pb.EvaluateResponse:
-        """Validate, wait for the batch, and build the response."""
+    async def evaluate(self, request: pb.EvaluateRequest, method: str = "Evaluate",
+                       tenant: str = "default") -> pb.EvaluateResponse:
+        """Validate, admit, wait for the batch, and build the response."""
         model = request.model or self.registry.default_model
         try:
             loaded, job = self.prepare(request)
@@ -80,12 +86,23 @@ class PotentialService(pb_grpc.PotentialServicer):
             record_request(model, method, "INVALID_ARGUMENT")
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         try:
-            results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems))
+            self.tenants.admit(tenant, job.n_atoms, loaded.batcher.queued_weight(tenant))
+        except Throttled as err:
+            record_request(model, method, "RESOURCE_EXHAUSTED")
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"{err}; retry after {err.retry_after_s:.2f} s",
+                               retry_after_s=err.retry_after_s) from None
+        try:
+            results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems),
+                                                         tenant, min(max(request.priority, 0), 1))
         except BatchFailed as err:
             record_request(model, method, "INTERNAL")
             raise RequestError(grpc.StatusCode.INTERNAL, f"model evaluation failed: {err}") from None
         record_request(model, method, "OK", stats.queue_wait_s)
         return self._response(loaded, request, results, stats)
+
+    async def _tenant(self, context) -> str:
+        return (await resolve(self.keys, context.invocation_metadata())).tenant
 
     @staticmethod
     def _response(loaded: LoadedModel, request, results: list[dict], stats: BatchStats):
@@ -107,15 +124,18 @@ class PotentialService(pb_grpc.PotentialServicer):
     async def Evaluate(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
         """Unary evaluation of one or many systems."""
         try:
-            return await self.evaluate(request)
+            return await self.evaluate(request, "Evaluate", await self._tenant(context))
         except RequestError as err:
+            if err.retry_after_s is not None:
+                context.set_trailing_metadata((("retry-after-ms", str(int(err.retry_after_s * 1000))),))
             await context.abort(err.code, err.message)
 
     async def EvaluateStream(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         """In-order responses; a bad request gets an error response, the stream stays open."""
+        tenant = await self._tenant(context)
         async for request in request_iterator:
             try:
-                yield await self.evaluate(request, "EvaluateStream")
+                yield await self.evaluate(request, "EvaluateStream", tenant)
             except RequestError as err:
                 yield pb.EvaluateResponse(
                     request_id=request.request_id,

@@ -13,11 +13,13 @@ from mlipserve.server.batch import InvalidInput
 from mlipserve.server.batcher import BatchFailed
 from mlipserve.server.metrics import record_request
 from mlipserve.server.registry import UnknownModel
+from mlipserve.server.auth import Principal
 from mlipserve.server.rest.security import principal
+from mlipserve.server.tenancy import Throttled
 from mlipserve.server.runner import make_request
 from mlipserve.wire import ALLOWED_DTYPES, SystemArrays
 
-router = APIRouter(prefix="/v1/models", tags=["evaluate"], dependencies=[Depends(principal)])
+router = APIRouter(prefix="/v1/models", tags=["evaluate"])
 MSGPACK = "application/msgpack"
 
 
@@ -68,7 +70,7 @@ def encode(value, binary: bool):
 
 
 @router.post("/{name}/evaluate")
-async def evaluate(name: str, request: Request) -> Response:
+async def evaluate(name: str, request: Request, caller: Principal = Depends(principal)) -> Response:
     """Evaluate systems given as msgpack (Content-Type application/msgpack) or JSON."""
     binary = request.headers.get("content-type", "").startswith(MSGPACK)
     body = await request.body()
@@ -91,7 +93,16 @@ async def evaluate(name: str, request: Request) -> Response:
         record_request(name, "REST", "INVALID_ARGUMENT")
         raise HTTPException(422, str(err)) from None
     try:
-        results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems))
+        request.app.state.tenants.admit(caller.tenant, job.n_atoms,
+                                        loaded.batcher.queued_weight(caller.tenant))
+    except Throttled as err:
+        record_request(name, "REST", "RESOURCE_EXHAUSTED")
+        raise HTTPException(429, str(err), headers={
+            "Retry-After": str(max(1, round(err.retry_after_s)))}) from None
+    priority = int(payload.get("priority", 0)) if str(payload.get("priority", 0)).isdigit() else 0
+    try:
+        results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems),
+                                                     caller.tenant, min(priority, 1))
     except BatchFailed as err:
         record_request(name, "REST", "INTERNAL")
         raise HTTPException(500, f"model evaluation failed: {err}") from None

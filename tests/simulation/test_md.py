@@ -10,15 +10,18 @@ from ase.calculators.morse import MorsePotential
 from ase.cluster import Icosahedron
 from ase.io import read
 from ase.md.verlet import VelocityVerlet
-from scipy.optimize import brentq
-
 from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import MORSE_CU
 from mlipserve.simulation import RemoteProvider
-from mlipserve.simulation.integrators import (BerendsenBarostat, Integrator, langevin_baoab,
-                                              velocity_verlet)
+from mlipserve.simulation.integrators import (
+    BerendsenBarostat,
+    Integrator,
+    langevin_baoab,
+    velocity_verlet,
+)
 from mlipserve.simulation.md import MolecularDynamics
 from mlipserve.simulation.state import MDState
+from scipy.optimize import brentq
 
 FS = units.fs
 
@@ -53,8 +56,9 @@ def test_velocity_verlet_matches_ase_verlet(morse):
 
 def energy_error(provider, atoms, dt: float, total: float) -> float:
     """max |E(t) − E(0)| over a run of `total` time with VV at step dt."""
-    md = MolecularDynamics(provider, MDState.from_atoms(atoms, temperature_K=600, seeds=3),
-                           velocity_verlet(dt))
+    md = MolecularDynamics(
+        provider, MDState.from_atoms(atoms, temperature_K=600, seeds=3), velocity_verlet(dt)
+    )
     log = md.log_energies(1)
     md.run(round(total / dt))
     e = log.arrays()["conserved"][:, 0]
@@ -66,8 +70,9 @@ def test_nve_energy_error_is_second_order_and_drift_bounded(morse):
     errors = [energy_error(morse, atoms, dt * FS, 160 * FS) for dt in (4.0, 2.0, 1.0)]
     ratios = [errors[0] / errors[1], errors[1] / errors[2]]
     assert all(3.0 < r < 5.0 for r in ratios), (errors, ratios)  # dt² → 4 per halving
-    md = MolecularDynamics(morse, MDState.from_atoms(atoms, temperature_K=600, seeds=3),
-                           velocity_verlet(4 * FS))
+    md = MolecularDynamics(
+        morse, MDState.from_atoms(atoms, temperature_K=600, seeds=3), velocity_verlet(4 * FS)
+    )
     log = md.log_energies(1)
     md.run(1500)  # 6 ps
     e = log.arrays()["conserved"][:, 0]
@@ -78,8 +83,9 @@ def test_nve_energy_error_is_second_order_and_drift_bounded(morse):
 
 def test_langevin_equipartition_over_batched_replicas(morse):
     replicas, target = 16, 300.0
-    state = MDState.from_atoms([cluster(seed=s) for s in range(replicas)], temperature_K=target,
-                               seeds=range(replicas))
+    state = MDState.from_atoms(
+        [cluster(seed=s) for s in range(replicas)], temperature_K=target, seeds=range(replicas)
+    )
     md = MolecularDynamics(morse, state, langevin_baoab(2 * FS, target, 0.1 / FS))
     log = md.log_energies(1)
     md.run(250)
@@ -109,19 +115,24 @@ def test_batched_replicas_equal_separate_runs(morse):
     images[2].rattle(0.05, seed=3)
     temps, frictions, seeds = [300.0, 500.0, 100.0], [0.01 / FS, 0.05 / FS, 0.002 / FS], [4, 5, 6]
     batched = MolecularDynamics(
-        morse, MDState.from_atoms(images, temperature_K=temps, seeds=seeds),
-        langevin_baoab(2 * FS, temps, frictions))
+        morse,
+        MDState.from_atoms(images, temperature_K=temps, seeds=seeds),
+        langevin_baoab(2 * FS, temps, frictions),
+    )
     batched.run(40)
     for r, atoms in enumerate(images):
         alone = MolecularDynamics(
-            morse, MDState.from_atoms(atoms, temperature_K=temps[r], seeds=seeds[r]),
-            langevin_baoab(2 * FS, temps[r], frictions[r]))
+            morse,
+            MDState.from_atoms(atoms, temperature_K=temps[r], seeds=seeds[r]),
+            langevin_baoab(2 * FS, temps[r], frictions[r]),
+        )
         alone.run(40)
         sl = batched.state.replica_slice(r)
         assert np.abs(batched.state.positions[sl] - alone.state.positions).max() < 1e-10
         assert np.abs(batched.state.momenta[sl] - alone.state.momenta).max() < 1e-10
         assert batched.state.thermostat_energy[r] == pytest.approx(
-            alone.state.thermostat_energy[0], abs=1e-10)
+            alone.state.thermostat_energy[0], abs=1e-10
+        )
 
 
 def test_remote_and_in_process_give_the_same_trajectory(server, morse):
@@ -149,9 +160,12 @@ def test_berendsen_npt_relaxes_to_the_zero_pressure_lattice(morse):
     a0 = brentq(static_pressure, 3.5, 3.8, xtol=1e-8)
     start = bulk("Cu", "fcc", a=3.55, cubic=True)  # 4 atoms, ~9 GPa
     state = MDState.from_atoms(start, temperature_K=10, seeds=0)
-    md = MolecularDynamics(morse, state, langevin_baoab(2 * FS, 10.0, 0.02 / FS),
-                           barostat=BerendsenBarostat(0.0, tau=100 * FS,
-                                                      compressibility=1 / (140 * units.GPa)))
+    md = MolecularDynamics(
+        morse,
+        state,
+        langevin_baoab(2 * FS, 10.0, 0.02 / FS),
+        barostat=BerendsenBarostat(0.0, tau=100 * FS, compressibility=1 / (140 * units.GPa)),
+    )
     assert md.properties == ("energy", "forces", "stress")
     log = md.log_energies(1)
     md.run(250)
@@ -163,8 +177,11 @@ def test_berendsen_npt_relaxes_to_the_zero_pressure_lattice(morse):
 
 def test_observers_trajectories_and_progress(morse, tmp_path):
     images = [cluster(1), cluster(2)]
-    md = MolecularDynamics(morse, MDState.from_atoms(images, 300, seeds=[1, 2]),
-                           langevin_baoab(2 * FS, 300.0, 0.02 / FS))
+    md = MolecularDynamics(
+        morse,
+        MDState.from_atoms(images, 300, seeds=[1, 2]),
+        langevin_baoab(2 * FS, 300.0, 0.02 / FS),
+    )
     seen: list[int] = []
     md.attach(lambda tag: seen.append((tag, md.state.step)), 5, "x")
     xyz = md.write_trajectory(tmp_path / "run_{replica}.extxyz", interval=5)
@@ -180,10 +197,12 @@ def test_observers_trajectories_and_progress(morse, tmp_path):
         assert frames[-1].get_potential_energy() == md.state.energy[r]
         frames = read(tmp_path / f"run_{r}.extxyz", index=":")
         assert len(frames) == 5
-        assert np.allclose(frames[-1].positions,
-                           md.state.positions[md.state.replica_slice(r)], atol=1e-6)
-        assert np.allclose(frames[-1].get_momenta(),
-                           md.state.momenta[md.state.replica_slice(r)], atol=1e-6)
+        assert np.allclose(
+            frames[-1].positions, md.state.positions[md.state.replica_slice(r)], atol=1e-6
+        )
+        assert np.allclose(
+            frames[-1].get_momenta(), md.state.momenta[md.state.replica_slice(r)], atol=1e-6
+        )
 
 
 def test_bad_input_is_refused_clearly(morse):

@@ -9,7 +9,6 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.mep import NEB, NEBTools
 from ase.optimize import BFGS, FIRE, QuasiNewton
-
 from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import emt_model
 from mlipserve.simulation import RemoteProvider
@@ -89,7 +88,7 @@ def test_au_on_al100_barrier_matches_ase_neb(emt, au_al_endpoints, tmp_path):
 
 def test_ase_optimizer_drives_the_batched_band_like_an_ase_band(emt, au_al_endpoints):
     initial, final = au_al_endpoints
-    neb, images = ase_band(initial, final)
+    neb, _ = ase_band(initial, final)
     ref = BFGS(neb, logfile=None)
     ref.run(fmax=0.05)
     band = BatchedNEB(make_band(initial, final, 3), emt, climb=True)

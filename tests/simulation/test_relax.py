@@ -8,7 +8,6 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
-
 from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import emt_model
 from mlipserve.simulation import RemoteProvider
