@@ -45,6 +45,8 @@ def serve(
     tls_cert: Annotated[Optional[str], typer.Option(help="PEM certificate (gRPC and REST).")] = None,
     tls_key: Annotated[Optional[str], typer.Option(help="PEM private key.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Keys database and model store.")] = None,
+    tenant_max_queued_atoms: Annotated[Optional[int], typer.Option(help="Per tenant, 0: none.")] = None,
+    tenant_requests_per_s: Annotated[Optional[float], typer.Option(help="Per tenant, 0: none.")] = None,
 ) -> None:
     """Start the server. Every option is also an MLIPSERVE_<OPTION> environment variable."""
     import asyncio
@@ -62,7 +64,8 @@ def serve(
         "host": host, "port": port, "rest_port": rest_port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
         "auth": auth, "insecure_public": insecure_public, "tls_cert": tls_cert, "tls_key": tls_key,
-        "data_dir": data_dir,
+        "data_dir": data_dir, "tenant_max_queued_atoms": tenant_max_queued_atoms,
+        "tenant_requests_per_s": tenant_requests_per_s,
         "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
     }
     from pydantic import ValidationError
