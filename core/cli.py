@@ -117,22 +117,76 @@ def evaluate(
         console.print(f"wrote {output}")
 
 
-@app.command("models")
-def list_models(
-    target: Annotated[str, typer.Option(help="Server address.")] = "127.0.0.1:50051",
-) -> None:
-    """List the models a server has loaded."""
-    from mlipserve.client import Client
+models_app = typer.Typer(help="Manage a server's models over its REST API.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+URL = Annotated[str, typer.Option("--url", help="REST address of the server.")]
+KEY = Annotated[Optional[str], typer.Option("--api-key", envvar="MLIPSERVE_API_KEY",
+                                            help="API key (or MLIPSERVE_API_KEY).")]
 
-    with Client(target) as client:
-        models = client.list_models()
-    table = Table(title=f"models on {target}")
-    for col in ("name", "version", "kind", "ensemble", "cutoff (Å)", "dtype", "device", "default"):
+
+def _rest(url: str, key: str | None, method: str, path: str, **kwargs):
+    import httpx
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    try:
+        reply = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
+    except httpx.HTTPError as err:
+        console.print(f"[red]cannot reach {url}:[/red] {err}")
+        raise typer.Exit(1) from None
+    if reply.status_code >= 400:
+        detail = reply.json().get("detail", reply.text) if reply.headers.get(
+            "content-type", "").startswith("application/json") else reply.text
+        console.print(f"[red]{reply.status_code}:[/red] {detail}")
+        raise typer.Exit(1)
+    return reply.json()
+
+
+@models_app.command("list")
+def models_list(url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None:
+    """Loaded and stored model versions."""
+    table = Table(title=f"models on {url}")
+    for col in ("name", "version", "kind", "ensemble", "cutoff (Å)", "loaded", "default"):
         table.add_column(col)
-    for m in models:
-        table.add_row(m["name"], m["version"], m["kind"], str(m["ensemble_size"] or "-"),
-                      f"{m['cutoff']:g}", m["dtype"], m["device"], "yes" if m["is_default"] else "")
+    for m in _rest(url, api_key, "GET", "/v1/models"):
+        table.add_row(m["name"], m["version"], m["kind"], str(m.get("ensemble_size") or "-"),
+                      f"{m['cutoff']:g}", "yes" if m["loaded"] else "",
+                      "yes" if m["is_default"] else "")
     console.print(table)
+
+
+@models_app.command("upload")
+def models_upload(name: str, artifact: Path, metadata: Path, url: URL = "http://127.0.0.1:8080",
+                  api_key: KEY = None) -> None:
+    """Add a version: a safetensors ARTIFACT and its METADATA JSON file (admin)."""
+    with open(artifact, "rb") as fh:
+        out = _rest(url, api_key, "POST", f"/v1/models/{name}/versions",
+                    files={"artifact": (artifact.name, fh)},
+                    data={"metadata": metadata.read_text()})
+    console.print(f"uploaded {out['name']}@{out['version']} (sha256 {out['sha256'][:12]}…)")
+
+
+@models_app.command("set-default")
+def models_set_default(name: str, version: str, url: URL = "http://127.0.0.1:8080",
+                       api_key: KEY = None) -> None:
+    """Hot-swap NAME's default to VERSION (admin)."""
+    _rest(url, api_key, "PUT", f"/v1/models/{name}/default", json={"version": version})
+    console.print(f"{name} now serves {version}")
+
+
+@models_app.command("load")
+def models_load(name: str, version: str, url: URL = "http://127.0.0.1:8080",
+                api_key: KEY = None) -> None:
+    """Load a stored version (admin)."""
+    _rest(url, api_key, "POST", f"/v1/models/{name}/versions/{version}/load")
+    console.print(f"loaded {name}@{version}")
+
+
+@models_app.command("unload")
+def models_unload(name: str, version: str, url: URL = "http://127.0.0.1:8080",
+                  api_key: KEY = None) -> None:
+    """Unload a non-default version (admin)."""
+    _rest(url, api_key, "POST", f"/v1/models/{name}/versions/{version}/unload")
+    console.print(f"unloaded {name}@{version}")
 
 
 keys_app = typer.Typer(help="API keys (run on the server machine; they go to its database).",

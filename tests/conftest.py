@@ -76,6 +76,20 @@ class ServerProcess:
         ServerProcess.started.append(self.proc)
         self.wait_ready()
 
+    @property
+    def rest_url(self) -> str:
+        """The REST address, read from the server's start line."""
+        import re
+
+        if not hasattr(self, "_rest_url"):
+            line = self.proc.stdout.readline().decode()
+            while "REST on port" not in line:
+                line = self.proc.stdout.readline().decode()
+            self.start_line = line
+            port = re.search(r"REST on port (\d+)", line).group(1)
+            self._rest_url = f"http://127.0.0.1:{port}"
+        return self._rest_url
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         channel = grpc.insecure_channel(self.address)

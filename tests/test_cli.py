@@ -47,13 +47,15 @@ def test_serve_then_eval_and_models(tmp_path):
             frame.calc = EMT()
             assert np.isclose(result.get_potential_energy(), frame.get_potential_energy())
             assert np.allclose(result.get_forces(), frame.get_forces())
-        listed = cli("models", "--target", server.address)
-        assert "lj-ensemble" in listed.stdout and "emt" in listed.stdout
+        listed = cli("models", "list", "--url", server.rest_url)
+        assert "lj-ensemble" in listed.stdout and "emt" in listed.stdout, listed.stdout + listed.stderr
+        refused = cli("models", "unload", "lj", "builtin-1", "--url", server.rest_url)
+        assert refused.returncode == 1 and "default version" in refused.stdout
         bad = cli("eval", str(path), "--target", server.address, "--model", "nope")
         assert bad.returncode == 1 and "unknown model 'nope'" in bad.stdout
     finally:
         server.terminate()
-    log = server.proc.stdout.read().decode()
+    log = server.start_line + server.proc.stdout.read().decode()
     assert "mlipserve gRPC on 127.0.0.1" in log and "lj-ensemble@builtin-1" in log
 
 
