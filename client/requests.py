@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ def build_request(
         msgs.append(arrays.to_proto())
     return pb.EvaluateRequest(
         model=model, version=version, systems=msgs, properties=property_enums(properties),
-        priority=priority,
+        priority=priority, request_id=uuid.uuid4().hex[:16],
     )
 
 

@@ -51,15 +51,10 @@ def serve(
     """Start the server. Every option is also an MLIPSERVE_<OPTION> environment variable."""
     import asyncio
 
-    from rich.logging import RichHandler
-
     from mlipserve.server.app import serve as run
+    from mlipserve.server.logs import setup_logging
     from mlipserve.server.config import Settings
 
-    if sys.stderr.isatty():
-        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler()])
-    else:  # plain lines for log files and supervisors
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {
         "host": host, "port": port, "rest_port": rest_port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
@@ -72,6 +67,7 @@ def serve(
 
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        setup_logging(settings.log_level, settings.log_json)
         asyncio.run(run(settings))
     except (ValueError, ValidationError, OSError) as err:
         console.print(f"[red]cannot serve:[/red] {err}")

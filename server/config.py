@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     tenant_max_queued_atoms: int = Field(0, ge=0, description="per tenant (0: unlimited)")
     tenant_requests_per_s: float = Field(0.0, ge=0, description="per tenant (0: unlimited)")
     tenant_burst: int = Field(50, ge=1, description="requests a tenant may send at once")
+    tenant_max_streams: int = Field(0, ge=0, description="open streams per tenant (0: unlimited)")
+    log_json: bool = Field(False, description="structured JSON log lines")
+    log_level: str = Field("INFO", description="DEBUG logs one line per request")
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, time given to calls in flight")
     data_dir: Path = Field(Path.home() / ".mlipserve", description="keys database, model store")
     store_dir: str = Field("", description="model store directory (default: DATA_DIR/models)")
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
     def tenant_limits(self) -> TenantLimits:
         """Per-tenant admission limits."""
         return TenantLimits(self.tenant_max_queued_atoms, self.tenant_requests_per_s,
-                            self.tenant_burst)
+                            self.tenant_burst, self.tenant_max_streams)
 
     @property
     def limits(self) -> Limits:

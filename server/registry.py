@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -20,11 +21,17 @@ def instrumented(model: Evaluator):
     def batch(requests: list[EvalRequest]) -> list[list[dict]]:
         start = time.perf_counter()
         out = run(requests)
-        record_batch(name, len(requests), sum(r.n_atoms for r in requests),
-                     time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        atoms = sum(r.n_atoms for r in requests)
+        record_batch(name, len(requests), atoms, elapsed)
+        log.info("batch", extra={"fields": {"model": name, "requests": len(requests),
+                                            "atoms": atoms, "compute_s": round(elapsed, 6)}})
         return out
 
     return batch
+
+
+log = logging.getLogger("mlipserve.batches")
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import grpc.aio
 import numpy as np
@@ -17,6 +19,9 @@ from mlipserve.server.runner import EvalRequest, make_request
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 from mlipserve.wire import PROPERTY_BY_ENUM, SystemArrays, WireError, encode_array
+
+
+log = logging.getLogger("mlipserve.requests")
 
 
 class RequestError(Exception):
@@ -59,6 +64,7 @@ class PotentialService(pb_grpc.PotentialServicer):
         self.limits = limits
         self.keys = keys
         self.tenants = tenants or TenantLimits()
+        self._streams: dict[str, int] = {}
 
     def prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """Decode and validate a request before it may join a batch."""
@@ -99,6 +105,12 @@ class PotentialService(pb_grpc.PotentialServicer):
             record_request(model, method, "INTERNAL")
             raise RequestError(grpc.StatusCode.INTERNAL, f"model evaluation failed: {err}") from None
         record_request(model, method, "OK", stats.queue_wait_s)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"fields": {
+                "request_id": request.request_id, "tenant": tenant, "model": model,
+                "method": method, "systems": len(job.systems), "atoms": job.n_atoms,
+                "batch_requests": stats.requests, "queue_wait_s": round(stats.queue_wait_s, 6),
+                "compute_s": round(stats.compute_s, 6)}})
         return self._response(loaded, request, results, stats)
 
     async def _tenant(self, context) -> str:
@@ -133,14 +145,22 @@ class PotentialService(pb_grpc.PotentialServicer):
     async def EvaluateStream(self, request_iterator, context: grpc.aio.ServicerContext):  # noqa: N802
         """In-order responses; a bad request gets an error response, the stream stays open."""
         tenant = await self._tenant(context)
-        async for request in request_iterator:
-            try:
-                yield await self.evaluate(request, "EvaluateStream", tenant)
-            except RequestError as err:
-                yield pb.EvaluateResponse(
-                    request_id=request.request_id,
-                    error=pb.Error(code=err.code.value[0], message=err.message),
-                )
+        limit = self.tenants.max_streams
+        if limit and self._streams.get(tenant, 0) >= limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"tenant {tenant!r} already has {limit} open streams (its limit)")
+        self._streams[tenant] = self._streams.get(tenant, 0) + 1
+        try:
+            async for request in request_iterator:
+                try:
+                    yield await self.evaluate(request, "EvaluateStream", tenant)
+                except RequestError as err:
+                    yield pb.EvaluateResponse(
+                        request_id=request.request_id,
+                        error=pb.Error(code=err.code.value[0], message=err.message),
+                    )
+        finally:
+            self._streams[tenant] -= 1
 
     async def ListModels(self, request, context):  # noqa: N802
         """Every loaded model version."""

@@ -21,6 +21,7 @@ class TenantLimits:
     max_queued_atoms: int = 0
     requests_per_s: float = 0.0
     burst: int = 0
+    max_streams: int = 0
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def admit(self, tenant: str, atoms: int, queued_atoms: int) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -68,10 +69,11 @@ class ServerProcess:
         self.port = port
         self.address = f"127.0.0.1:{port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.log = tempfile.NamedTemporaryFile("w+b", prefix="mlipserve-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), "--rest-port", "0",
              *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         ServerProcess.started.append(self.proc)
         self.wait_ready()
@@ -82,13 +84,16 @@ class ServerProcess:
         import re
 
         if not hasattr(self, "_rest_url"):
-            line = self.proc.stdout.readline().decode()
-            while "REST on port" not in line:
-                line = self.proc.stdout.readline().decode()
+            line = next(l for l in self.output().splitlines() if "REST on port" in l)
             self.start_line = line
             port = re.search(r"REST on port (\d+)", line).group(1)
             self._rest_url = f"http://127.0.0.1:{port}"
         return self._rest_url
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        with open(self.log.name, "rb") as fh:
+            return fh.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -96,7 +101,7 @@ class ServerProcess:
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+                    raise RuntimeError(f"server exited: {self.output()}")
                 try:
                     grpc.channel_ready_future(channel).result(timeout=0.5)
                     return

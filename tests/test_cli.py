@@ -55,7 +55,7 @@ def test_serve_then_eval_and_models(tmp_path):
         assert bad.returncode == 1 and "unknown model 'nope'" in bad.stdout
     finally:
         server.terminate()
-    log = server.start_line + server.proc.stdout.read().decode()
+    log = server.output()
     assert "mlipserve gRPC on 127.0.0.1" in log and "lj-ensemble@builtin-1" in log
 
 

@@ -256,3 +256,44 @@ def test_out_of_memory_batch_is_split_and_every_request_succeeds():
         assert OOM_SPLITS._value.get() > before and max(model.calls[1:]) <= 20
     finally:
         srv.stop()
+
+
+def test_open_streams_per_tenant_are_limited():
+    from mlipserve.client import ResourceExhausted
+
+    srv = ServerThread(Settings(port=0, models=["lj"], tenant_max_streams=2))
+    try:
+        client = Client(srv.address, "lj")
+        first, second = client.stream(), client.stream()
+        first.evaluate(argon(1, 0))
+        second.evaluate(argon(1, 0))
+        third = client.stream()
+        with pytest.raises(ResourceExhausted, match="2 open streams"):
+            third.evaluate(argon(1, 0))
+        first.close()
+        import time as _time
+
+        _time.sleep(0.3)
+        assert client.stream().evaluate(argon(1, 0))["energy"] < 0
+        second.close()
+    finally:
+        srv.stop()
+
+
+def test_json_log_lines_carry_request_ids(caplog):
+    import json as _json
+    import logging as _logging
+
+    from mlipserve.server.logs import JsonFormatter
+
+    srv = ServerThread(Settings(port=0, models=["lj"]))
+    try:
+        with caplog.at_level(_logging.DEBUG, logger="mlipserve"):
+            Client(srv.address, "lj").evaluate(argon(1, 0))
+        records = [r for r in caplog.records if r.name == "mlipserve.requests"]
+        line = _json.loads(JsonFormatter().format(records[-1]))
+        assert len(line["request_id"]) == 16 and line["model"] == "lj" and line["atoms"] == 4
+        batches = [r for r in caplog.records if r.name == "mlipserve.batches"]
+        assert _json.loads(JsonFormatter().format(batches[-1]))["requests"] >= 1
+    finally:
+        srv.stop()
