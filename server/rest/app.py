@@ -10,7 +10,7 @@ from mlipserve import __version__
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.batch import Limits
 from mlipserve.server.registry import Registry
-from mlipserve.server.rest import evaluate, health, models
+from mlipserve.server.rest import evaluate, health, jobs, models
 from mlipserve.server.rest.security import principal
 from mlipserve.server.store import ModelStore
 from mlipserve.server.tenancy import TenantLimits
@@ -41,4 +41,5 @@ def create_app(registry: Registry, limits: Limits, grpc_serving: Callable[[], bo
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)
+    app.include_router(jobs.router)
     return app
