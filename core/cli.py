@@ -295,7 +295,12 @@ def train_model(
     for key, path in (("held_out", test_data), ("out_of_distribution", ood_data)):
         if path is not None:
             metrics[key] = evaluate_split(result.module, load_structures(path))
+    from mlipserve.server.batch import closest_distance
+    from mlipserve.wire import SystemArrays
+
+    shortest = [closest_distance(SystemArrays.from_atoms(a), cutoff) for a in structures]
     version = model_store.save(name, result.module, {
+        "min_distance": min(d for d in shortest if d is not None),
         "family": "painn", "config": result.module.cfg.to_dict(), "cutoff": cutoff,
         "elements": elements, "ensemble_size": members, "dtype": "float32",
         "units": {"energy": "eV", "length": "Å", "stress": "eV/Å³"},

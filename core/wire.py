@@ -161,6 +161,8 @@ def decode_result(msg: pb.SystemResult, where: str) -> dict:
         out["energy_std"] = float(msg.energy_std)
     if msg.HasField("max_force_std"):
         out["max_force_std"] = float(msg.max_force_std)
+    if msg.warnings:
+        out["warnings"] = list(msg.warnings)
     return out
 
 

@@ -21,6 +21,7 @@ class Limits:
     max_atoms_per_system: int = 100_000
     max_atoms_per_request: int = 1_000_000
     max_systems_per_request: int = 10_000
+    close_contact_fraction: float = 0.8  # of the model's shortest training distance (0: off)
 
 
 @dataclass
@@ -154,3 +155,16 @@ def check_request(systems: Sequence[SystemArrays], limits: Limits) -> int:
             f"systems: {total} atoms exceed the limit of {limits.max_atoms_per_request} per request"
         )
     return total
+
+
+def closest_distance(system: SystemArrays, within: float) -> float | None:
+    """The shortest interatomic distance below `within` Å (periodic images included), else None."""
+    import vesin
+
+    if len(system.numbers) < 2 and not np.asarray(system.pbc).any():
+        return None
+    pbc = np.asarray(system.pbc, dtype=bool)
+    (d,) = vesin.NeighborList(cutoff=within, full_list=False).compute(
+        points=np.asarray(system.positions, dtype=np.float64), box=np.asarray(system.cell, dtype=np.float64),
+        periodic=[bool(p) for p in pbc], quantities="d")
+    return float(d.min()) if len(d) else None

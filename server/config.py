@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_atoms_per_request: int = Field(1_000_000, ge=1)
     max_systems_per_request: int = Field(10_000, ge=1)
     max_message_mb: int = Field(256, ge=1)
+    close_contact_fraction: float = Field(
+        0.8, ge=0, description="warn when atoms are closer than this × the model's shortest "
+        "training distance (0: off)")
     tenant_max_queued_atoms: int = Field(0, ge=0, description="per tenant (0: unlimited)")
     tenant_requests_per_s: float = Field(0.0, ge=0, description="per tenant (0: unlimited)")
     tenant_burst: int = Field(50, ge=1, description="requests a tenant may send at once")
@@ -85,4 +88,5 @@ class Settings(BaseSettings):
             max_atoms_per_system=self.max_atoms_per_system,
             max_atoms_per_request=self.max_atoms_per_request,
             max_systems_per_request=self.max_systems_per_request,
+            close_contact_fraction=self.close_contact_fraction,
         )

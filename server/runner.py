@@ -8,7 +8,14 @@ import numpy as np
 
 
 from mlipserve.server.metrics import OOM_SPLITS
-from mlipserve.server.batch import InvalidInput, Limits, SystemBatch, check_request, check_system
+from mlipserve.server.batch import (
+    InvalidInput,
+    Limits,
+    SystemBatch,
+    check_request,
+    check_system,
+    closest_distance,
+)
 from mlipserve.server.models.base import Evaluator, ModelInfo
 from mlipserve.wire import SystemArrays
 
@@ -23,6 +30,22 @@ class EvalRequest:
     systems: list[SystemArrays]
     properties: frozenset[str]
     n_atoms: int
+    warnings: tuple[tuple[str, ...], ...] = ()  # per system
+
+
+def contact_warnings(systems: list[SystemArrays], info: ModelInfo,
+                     fraction: float) -> tuple[tuple[str, ...], ...]:
+    """Flag systems with atoms closer than `fraction` of the model's shortest training distance."""
+    if info.min_distance <= 0 or fraction <= 0:
+        return ()
+    limit = fraction * info.min_distance
+    out = []
+    for system in systems:
+        d = closest_distance(system, limit)
+        out.append(() if d is None else (
+            f"atoms {d:.3f} Å apart, closer than {fraction:g} × the model's shortest training "
+            f"distance ({info.min_distance:.3f} Å): results may be unreliable",))
+    return tuple(out)
 
 
 def make_request(
@@ -42,7 +65,8 @@ def make_request(
     for i, system in enumerate(systems):
         check_system(system, f"systems[{i}]", limits, info.elements, info.conditions,
                      need_volume="stress" in properties)
-    return EvalRequest(systems, properties, total)
+    return EvalRequest(systems, properties, total,
+                       contact_warnings(systems, info, limits.close_contact_fraction))
 
 
 def result_keys(properties: frozenset[str]) -> set[str]:
@@ -104,6 +128,10 @@ def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dic
     for request in requests:
         keys = result_keys(request.properties)
         chunk = per_system[s:s + len(request.systems)]
-        per_request.append([{k: v for k, v in res.items() if k in keys} for res in chunk])
+        results = [{k: v for k, v in res.items() if k in keys} for res in chunk]
+        for res, warnings in zip(results, request.warnings):
+            if warnings:
+                res["warnings"] = list(warnings)
+        per_request.append(results)
         s += len(request.systems)
     return per_request

@@ -52,6 +52,7 @@ def _encode_result(res: dict) -> pb.SystemResult:
         out.energy_std = float(res["energy_std"])
     if "max_force_std" in res:
         out.max_force_std = float(res["max_force_std"])
+    out.warnings.extend(res.get("warnings", ()))
     return out
 
 

@@ -174,6 +174,7 @@ class ModelStore:
             name=name, version=meta["version"], kind=meta["family"], cutoff=meta["cutoff"],
             elements=frozenset(meta.get("elements", ())), ensemble_size=meta.get("ensemble_size", 0),
             dtype=dtype or meta.get("dtype", "float32"), device=device,
+            min_distance=float(meta.get("min_distance", 0.0)),
             extra={"metrics": meta.get("metrics", {})},
         )
         return TorchPotential(module, info)

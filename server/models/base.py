@@ -26,6 +26,7 @@ class ModelInfo:
     properties: tuple[str, ...] = ("energy", "forces", "stress", "energies")
     dtype: str = "float64"
     device: str = "cpu"
+    min_distance: float = 0.0  # shortest interatomic distance in the training data (0: unknown)
     extra: dict = field(default_factory=dict, compare=False)
 
 

@@ -61,7 +61,9 @@ def parse_system(raw, where: str) -> SystemArrays:
 
 
 def encode(value, binary: bool):
-    """numpy → msgpack array dict or JSON list."""
+    """numpy → msgpack array dict or JSON list (other values as they are)."""
+    if isinstance(value, list):
+        return value
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value, dtype="<f8")
         return ({"dtype": "<f8", "shape": list(arr.shape), "data": arr.tobytes()} if binary

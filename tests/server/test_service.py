@@ -297,3 +297,22 @@ def test_json_log_lines_carry_request_ids(caplog):
         assert _json.loads(JsonFormatter().format(batches[-1]))["requests"] >= 1
     finally:
         srv.stop()
+
+
+def test_atoms_closer_than_the_training_data_get_a_warning_not_an_error():
+    from dataclasses import replace
+
+    model = lennard_jones(name="lj-seen")
+    model.info = replace(model.info, min_distance=3.0)
+    registry = Registry()
+    registry.add(model)
+    srv = ServerThread(Settings(port=0, close_contact_fraction=0.8), registry=registry)
+    try:
+        client = Client(srv.address, "lj-seen")
+        close = Atoms("Ar2", positions=[[0, 0, 0], [2.2, 0, 0]])
+        fine = Atoms("Ar2", positions=[[0, 0, 0], [2.5, 0, 0]])
+        warned, quiet = client.evaluate([close, fine])
+        assert "atoms 2.200 Å apart" in warned["warnings"][0] and "warnings" not in quiet
+        assert np.isfinite(warned["energy"])
+    finally:
+        srv.stop()

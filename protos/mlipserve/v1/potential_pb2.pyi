@@ -70,7 +70,7 @@ class EvaluateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class SystemResult(_message.Message):
-    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std")
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings")
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     FORCES_FIELD_NUMBER: _ClassVar[int]
     STRESS_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class SystemResult(_message.Message):
     ENERGY_STD_FIELD_NUMBER: _ClassVar[int]
     FORCES_STD_FIELD_NUMBER: _ClassVar[int]
     MAX_FORCE_STD_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     energy: float
     forces: Array
     stress: Array
@@ -85,7 +86,8 @@ class SystemResult(_message.Message):
     energy_std: float
     forces_std: Array
     max_force_std: float
-    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchInfo(_message.Message):
     __slots__ = ("requests", "systems", "atoms", "queue_wait_s", "compute_s")
