@@ -89,6 +89,11 @@ class KeyStore:
                                           KEYS.c.revoked)).all()
         return [dict(r._mapping) for r in rows]
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a recently verified key (no database, no argon2), else None."""
+        hit = self._cache.get(hashlib.sha256(key.encode()).hexdigest())
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def verify(self, key: str) -> Principal:
         """The principal of a key, or AuthError(401)."""
         digest = hashlib.sha256(key.encode()).hexdigest()

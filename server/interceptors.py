@@ -20,8 +20,8 @@ async def resolve(keys: KeyStore | None, metadata) -> Principal:
         return ANONYMOUS
     header = next((v for k, v in (metadata or ()) if k == "authorization"), None)
     key = bearer(header)
-    # argon2 and the database run off the event loop; a cached key is a dict lookup
-    return await asyncio.to_thread(keys.verify, key)
+    # a recently verified key is a dict lookup; argon2 and the database run off the event loop
+    return keys.cached(key) or await asyncio.to_thread(keys.verify, key)
 
 
 def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str):
