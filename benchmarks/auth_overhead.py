@@ -67,6 +67,8 @@ def main() -> None:
         t_on, t_off = interleaved(lambda: unary_on.evaluate(atoms), lambda: unary_off.evaluate(atoms), 300)
         s_on, s_off = unary_on.stream(), unary_off.stream()
         st_on, st_off = interleaved(lambda: s_on.evaluate(atoms), lambda: s_off.evaluate(atoms), 300)
+        s_on.close()
+        s_off.close()
         overhead = {
             "unary": {"on": summarize(t_on), "off": summarize(t_off)},
             "stream": {"on": summarize(st_on), "off": summarize(st_off)},

@@ -66,8 +66,13 @@ class ChildServer:
         wait_ready(self.address)
 
     def stop(self) -> None:
+        """SIGTERM (the server drains), then SIGKILL if it is still up after 40 s."""
         self.proc.terminate()
-        self.proc.wait(20)
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def __enter__(self) -> ChildServer:
         return self
