@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import grpc
 import grpc.aio
-
 from mlipserve.client.client import model_info_dict
-from mlipserve.client.errors import ServerUnavailable, error_for, from_rpc_error
-from mlipserve.client.errors import DeadlineExceeded
+from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable, error_for, from_rpc_error
 from mlipserve.client.requests import (
     CHANNEL_OPTIONS,
     DEFAULT_PROPERTIES,
     RETRYABLE,
-    RetryPolicy,
+    ClientSettings,
     as_system_list,
-    build_request,
-    channel_credentials,
 )
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
@@ -29,32 +25,11 @@ from mlipserve.wire import decode_response
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientSettings):
     """Asyncio twin of `Client` (same arguments, awaitable methods)."""
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "127.0.0.1:50051",
-        model: str = "",
-        *,
-        version: str = "",
-        timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        ca_file: str | None = None,
-        api_key: str | None = None,
-        priority: int = 0,
-    ) -> None:
-        self.priority = priority
-        self.targets = [target] if isinstance(target, str) else list(target)
-        if not self.targets:
-            raise ValueError("at least one target is needed")
-        self.model = model
-        self.version = version
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self._credentials = channel_credentials(ca_file)
-        self._index = 0
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.PotentialStub | None = None
 
@@ -93,13 +68,9 @@ class AsyncClient:
                 if err.code() not in RETRYABLE:
                     raise from_rpc_error(err) from None
                 delay = next(delays, None)
-                elapsed = time.monotonic() - start
-                if delay is None or elapsed + delay > self.retry.total_timeout_s:
-                    raise ServerUnavailable(
-                        f"no server answered at {', '.join(self.targets)} after {attempts} "
-                        f"attempts over {elapsed:.1f} s (last error: {err.details()})",
-                        grpc.StatusCode.UNAVAILABLE,
-                    ) from None
+                failure = self.give_up(err, attempts, time.monotonic() - start, delay)
+                if failure is not None:
+                    raise failure from None
                 await self._failover()
                 await asyncio.sleep(delay)
 
@@ -112,7 +83,7 @@ class AsyncClient:
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         items, single = as_system_list(systems)
-        request = build_request(items, properties, self.model, self.version, self.priority)
+        request = self.request(items, properties)
         deadline = self.timeout if timeout is None else timeout
         response = await self.with_retries(
             lambda: self.stub.Evaluate(request, timeout=deadline, metadata=self.metadata)
@@ -159,7 +130,7 @@ class AsyncStreamSession:
         try:
             await self._call.write(request)
             response = await asyncio.wait_for(self._call.read(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._call.cancel()
             self._call = None
             raise DeadlineExceeded(
@@ -185,7 +156,7 @@ class AsyncStreamSession:
         """Like AsyncClient.evaluate, over the open stream."""
         items, single = as_system_list(systems)
         client = self.client
-        request = build_request(items, properties, client.model, client.version, client.priority)
+        request = client.request(items, properties)
         deadline = client.timeout if timeout is None else timeout
         response = await client.with_retries(lambda: self._round_trip(request, deadline))
         results = decode_response(response)

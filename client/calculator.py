@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ase.calculators.calculator import Calculator, all_changes
-
 from mlipserve.client.client import Client, StreamSession
 
 

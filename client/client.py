@@ -5,20 +5,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import grpc
-
 from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable, error_for, from_rpc_error
 from mlipserve.client.requests import (
     CHANNEL_OPTIONS,
     DEFAULT_PROPERTIES,
     RETRYABLE,
-    RetryPolicy,
+    ClientSettings,
     as_system_list,
-    build_request,
-    channel_credentials,
 )
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
@@ -44,7 +41,7 @@ def model_info_dict(info: pb.ModelInfo) -> dict:
     }
 
 
-class Client:
+class Client(ClientSettings):
     """Evaluate systems on an mlipserve server.
 
     Args:
@@ -58,29 +55,8 @@ class Client:
         priority: 0 interactive (served first within the tenant), 1 bulk screening.
     """
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "127.0.0.1:50051",
-        model: str = "",
-        *,
-        version: str = "",
-        timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        ca_file: str | None = None,
-        api_key: str | None = None,
-        priority: int = 0,
-    ) -> None:
-        self.priority = priority
-        self.targets = [target] if isinstance(target, str) else list(target)
-        if not self.targets:
-            raise ValueError("at least one target is needed")
-        self.model = model
-        self.version = version
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self._credentials = channel_credentials(ca_file)
-        self._index = 0
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self._channel: grpc.Channel | None = None
         self._stub: pb_grpc.PotentialStub | None = None
         self._lock = threading.Lock()
@@ -124,13 +100,9 @@ class Client:
                 if err.code() not in RETRYABLE:
                     raise from_rpc_error(err) from None
                 delay = next(delays, None)
-                elapsed = time.monotonic() - start
-                if delay is None or elapsed + delay > self.retry.total_timeout_s:
-                    raise ServerUnavailable(
-                        f"no server answered at {', '.join(self.targets)} after {attempts} "
-                        f"attempts over {elapsed:.1f} s (last error: {err.details()})",
-                        grpc.StatusCode.UNAVAILABLE,
-                    ) from None
+                failure = self.give_up(err, attempts, time.monotonic() - start, delay)
+                if failure is not None:
+                    raise failure from None
                 self._failover()
                 time.sleep(delay)
 
@@ -144,7 +116,7 @@ class Client:
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         items, single = as_system_list(systems)
-        request = build_request(items, properties, self.model, self.version, self.priority)
+        request = self.request(items, properties)
         deadline = self.timeout if timeout is None else timeout
         response = self.with_retries(
             lambda: self.stub.Evaluate(request, timeout=deadline, metadata=self.metadata)
@@ -236,7 +208,7 @@ class StreamSession:
         except StopIteration:
             self._reset()
             raise ServerUnavailable("the server closed the stream", grpc.StatusCode.UNAVAILABLE)
-        except grpc.RpcError as err:
+        except grpc.RpcError:
             self._reset()
             if self._timed_out:
                 raise DeadlineExceeded(
@@ -261,7 +233,7 @@ class StreamSession:
             raise RuntimeError("the stream session is closed")
         items, single = as_system_list(systems)
         client = self.client
-        request = build_request(items, properties, client.model, client.version, client.priority)
+        request = client.request(items, properties)
         deadline = client.timeout if timeout is None else timeout
         response = client.with_retries(lambda: self._round_trip(request, deadline))
         results = decode_response(response)

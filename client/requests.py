@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
-
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.wire import SystemArrays, property_enums
 
@@ -72,3 +71,45 @@ def channel_credentials(ca_file: str | None) -> grpc.ChannelCredentials | None:
         return None
     with open(ca_file, "rb") as fh:
         return grpc.ssl_channel_credentials(root_certificates=fh.read())
+
+
+class ClientSettings:
+    """What Client and AsyncClient share: targets, model, deadline, retries, credentials."""
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = "127.0.0.1:50051",
+        model: str = "",
+        *,
+        version: str = "",
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        ca_file: str | None = None,
+        api_key: str | None = None,
+        priority: int = 0,
+    ) -> None:
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not self.targets:
+            raise ValueError("at least one target is needed")
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.priority = priority
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._credentials = channel_credentials(ca_file)
+        self._index = 0
+
+    def request(self, systems: Sequence, properties: Iterable[str]) -> pb.EvaluateRequest:
+        """An EvaluateRequest for this client's model, version and priority."""
+        return build_request(systems, properties, self.model, self.version, self.priority)
+
+    def give_up(self, err: grpc.RpcError, attempts: int, elapsed: float, delay: float | None):
+        """The error to raise when a retry would not fit the policy, else None."""
+        if delay is not None and elapsed + delay <= self.retry.total_timeout_s:
+            return None
+        from mlipserve.client.errors import ServerUnavailable
+
+        return ServerUnavailable(
+            f"no server answered at {', '.join(self.targets)} after {attempts} attempts over "
+            f"{elapsed:.1f} s (last error: {err.details()})", grpc.StatusCode.UNAVAILABLE)
