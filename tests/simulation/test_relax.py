@@ -74,7 +74,8 @@ def test_energies_match_ase_fire_and_bfgs_per_system(emt):
         BFGS(bfgs, logfile=None).run(fmax=0.01)
         assert abs(res.energy - bfgs.get_potential_energy()) < 1e-3  # 1 meV
         assert res.energy < emt.evaluate([atoms])[0]["energy"] - 1e-3
-        assert res.atoms.calc.get_property("energy", res.atoms) == res.energy
+        assert res.atoms.get_potential_energy() == res.energy
+        assert np.abs(res.atoms.get_forces()).max() < 0.01 < np.abs(atoms.positions - res.atoms.positions).max()
 
 
 def test_converged_system_takes_no_steps_and_leaves_the_batch(emt):
@@ -123,6 +124,11 @@ def test_cell_relaxation_matches_ase_frechet_cell_filter(emt):
     assert np.abs(res.atoms.cell.array - ref.cell.array).max() < 1e-8
     assert abs(a_ref - 3.75) > 0.1  # it really moved (EMT Cu: a ≈ 3.59 Å)
     assert counting.calls[0][1] == ("energy", "forces", "stress")
+    assert np.abs(res.atoms.get_stress()).max() < 0.005 / res.atoms.get_volume() * 4
+    (shape,) = relax_batch(emt, [strained], relax_cell=True, max_steps=5, progress=False,
+                           cell_filter_kwargs={"hydrostatic_strain": True})
+    ratios = shape.atoms.cell.lengths() / strained.cell.lengths()
+    assert shape.steps == 5 and np.ptp(ratios) < 1e-10 and ratios[0] < 0.99  # shrinks, stays cubic
 
 
 def test_remote_provider_relaxes_like_the_local_one(server, emt):
