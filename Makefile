@@ -19,7 +19,7 @@ serve: $(STAMP)
 	$(BIN)/mlipserve serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra --durations=15
 
 stubs: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos --grpc_python_out=protos \
