@@ -269,6 +269,9 @@ def train_model(
     lr: Annotated[float, typer.Option()] = 3e-3,
     batch_size: Annotated[int, typer.Option()] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    energy_weight: Annotated[float, typer.Option(help="Loss weight on (meV/atom)².")] = 1.0,
+    forces_weight: Annotated[float, typer.Option(help="Loss weight on (meV/Å)².")] = 1.0,
+    stress_weight: Annotated[float, typer.Option(help="Loss weight on (meV/Å³)².")] = 1.0,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this long.")] = None,
     warm_start: Annotated[Optional[str], typer.Option(help="Version of NAME to continue from.")] = None,
     test_data: Annotated[Optional[Path], typer.Option(help="Extra held-out set to report on.")] = None,
@@ -285,11 +288,15 @@ def train_model(
     structures = load_structures(data)
     model_store = ModelStore(store)
     init = model_store.load_module(name, warm_start)[0] if warm_start else None
+    if init is not None:  # the parent's architecture wins over the size options
+        features, layers, members, cutoff = (init.cfg.features, init.cfg.layers,
+                                             init.cfg.members, init.cfg.cutoff)
     elements = sorted({int(z) for a in structures for z in a.numbers})
     config = PaiNNConfig(cutoff=cutoff, features=features, layers=layers, members=members,
                          max_z=max(elements))
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                            max_minutes=max_minutes)
+                            max_minutes=max_minutes, energy_weight=energy_weight,
+                            forces_weight=forces_weight, stress_weight=stress_weight)
     result = train(structures, config, train_cfg, out_dir=report, init=init)
     metrics = {"test_split": result.metrics}
     for key, path in (("held_out", test_data), ("out_of_distribution", ood_data)):
