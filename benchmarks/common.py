@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
+
+# Idle OpenMP threads of torch spin for a while after each op; with a server and a client
+# process on 2 cores, the idle side then steals the busy side's CPU. Sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
 import platform
 import socket
 import subprocess

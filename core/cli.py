@@ -50,6 +50,10 @@ def serve(
 ) -> None:
     """Start the server. Every option is also an MLIPSERVE_<OPTION> environment variable."""
     import asyncio
+    import os
+
+    # torch's idle OpenMP threads would otherwise spin, taking CPU from clients on this box
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from mlipserve.server.app import serve as run
     from mlipserve.server.logs import setup_logging
