@@ -119,6 +119,16 @@ def interleaved(first, second, repeats: int, warmup: int = 2) -> tuple[list[floa
     return a, b
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (a shared machine makes round trips slower)."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+def blas_threads() -> str:
+    """The OPENBLAS_NUM_THREADS these numbers were measured with."""
+    return os.environ.get("OPENBLAS_NUM_THREADS", "")
+
+
 def write_result(name: str, payload: dict) -> Path:
     """Write benchmarks/results/<name>.json with the machine facts."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,14 @@ from mlipserve.simulation import RemoteProvider
 from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb
 from mlipserve.simulation.relax import relax_batch
 
-from benchmarks.common import RESULTS, ChildServer, free_port, write_result
+from benchmarks.common import (
+    RESULTS,
+    ChildServer,
+    blas_threads,
+    free_port,
+    load_average,
+    write_result,
+)
 
 SYSTEMS = {  # model: (slab element, adatom, lattice constant, adsorption height)
     "lj": ("Ar", "Ar", 5.26, 2.6),
@@ -136,16 +143,6 @@ def main() -> None:
                                           "openblas_num_threads": blas_threads(),
                                           "load_average_at_end": load_average()})
     print("wrote", path)
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages (a shared machine makes round trips slower)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
-def blas_threads() -> str:
-    """The OPENBLAS_NUM_THREADS these numbers were measured with."""
-    return os.environ.get("OPENBLAS_NUM_THREADS", "")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from mlipserve.client import RemoteCalculator
 from mlipserve.simulation import RemoteProvider
 from mlipserve.simulation.relax import relax_batch
 
-from benchmarks.common import ChildServer, free_port, write_result
+from benchmarks.common import ChildServer, blas_threads, free_port, load_average, write_result
 
 ALLOY = ["Cu", "Ni", "Pd", "Ag", "Au", "Pt"]
 FMAX = {"lj": 0.002, "emt": 0.05}  # eV/Å: argon's forces are ~ε/σ ≈ 3 meV/Å
@@ -106,16 +106,6 @@ def main() -> None:
                                           "openblas_num_threads": blas_threads(),
                                           "load_average_at_end": load_average()})
     print("wrote", path)
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages (a shared machine makes round trips slower)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
-def blas_threads() -> str:
-    """The OPENBLAS_NUM_THREADS these numbers were measured with."""
-    return os.environ.get("OPENBLAS_NUM_THREADS", "")
 
 
 if __name__ == "__main__":
