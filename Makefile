@@ -40,5 +40,9 @@ default-model: $(STAMP)
 	  --report build/report --epochs 400 --members 4 --features 32 --layers 2 --cutoff 5.0 \
 	  --lr 3e-3 --batch-size 8 --seed 0 --max-minutes 45 \
 	  --test-data build/emt_test.extxyz --ood-data build/emt_ood.extxyz
+	$(BIN)/mlipserve train build/emt_train.extxyz --name default --store build/store \
+	  --report build/report --epochs 400 --lr 1e-3 --batch-size 8 --seed 0 --energy-weight 10 \
+	  --max-minutes 17 --warm-start v1 \
+	  --test-data build/emt_test.extxyz --ood-data build/emt_ood.extxyz
 	rm -rf server/models/shipped/default && mkdir -p server/models/shipped
 	cp -r build/store/default server/models/shipped/default
