@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from mlipserve.simulation.properties.bulk import check_atoms
+from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.properties.stress import deformed
 from mlipserve.simulation.relax import relax_batch
 
@@ -175,8 +176,4 @@ def plot_elastic(result: ElasticResult, path: str | Path) -> Path:
     ax1.set_xlabel("δ² (strain magnitude squared)")
     ax1.set_ylabel("central difference (GPa)")
     ax1.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

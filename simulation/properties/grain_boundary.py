@@ -32,6 +32,7 @@ from ase.data import atomic_numbers
 from ase.lattice.cubic import FaceCenteredCubic
 from ase.neighborlist import neighbor_list
 from mlipserve.simulation.properties.bulk import EV_PER_A2_TO_J_PER_M2
+from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 
@@ -233,8 +234,4 @@ def plot_segregation(result: SegregationResult, path: str | Path) -> Path:
     ax.set_xlabel("distance from boundary plane (Å)")
     ax.set_ylabel(f"E_seg of {result.solute} (eV)")
     ax.set_title(f"γ_GB = {result.gb_energy:.3f} J/m²")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

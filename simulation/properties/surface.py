@@ -26,6 +26,7 @@ from mlipserve.simulation.properties.bulk import (
     guess_fcc_lattice_constant,
     relaxed_fcc,
 )
+from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 BUILDERS = {"100": fcc100, "110": fcc110, "111": fcc111}
@@ -156,8 +157,4 @@ def plot_surface_energies(results: dict[str, SurfaceResult], path: str | Path) -
     ax.set_xlabel("slab thickness (layers)")
     ax.set_ylabel("γ_n = (E_n − n ε) / 2A  (J/m²)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

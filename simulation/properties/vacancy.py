@@ -27,6 +27,7 @@ from mlipserve.simulation.properties.bulk import (
     guess_fcc_lattice_constant,
     relaxed_fcc,
 )
+from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 HEA_ELEMENTS = ("Cu", "Ni", "Pd", "Ag", "Au", "Pt", "Al")
@@ -169,8 +170,4 @@ def plot_vacancy_histogram(result: VacancyResult, path: str | Path, bins: int = 
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"{result.bulk.get_chemical_formula()}: μ_X from pure fcc X")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
