@@ -130,10 +130,11 @@ def blas_threads() -> str:
 
 
 def write_result(name: str, payload: dict) -> Path:
-    """Write benchmarks/results/<name>.json with the machine facts."""
+    """Write benchmarks/results/<name>.json with the machine facts, BLAS threads and load."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "machine": machine(), **payload}
+               "machine": machine(), "openblas_num_threads": blas_threads(),
+               "load_average_at_end": load_average(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     return path
