@@ -1,0 +1,1 @@
+"""Reference labellers: structures in, labelled structures (energy, forces, stress) out."""

@@ -1,0 +1,1 @@
+"""Task queue: jobs with leases on huey (SQLite or Redis), workers and the job store."""

@@ -1,0 +1,1 @@
+"""Path-integral MD: ring polymers, normal modes, PILE thermostats, quantum estimators."""

@@ -1,0 +1,1 @@
+"""Enhanced sampling: collective variables, umbrella sampling with MBAR/WHAM, metadynamics."""
