@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mlipserve.server.models.analytic import double_well, harmonic
 from mlipserve.server.models.ase_adapter import emt_model
 from mlipserve.server.models.autograd import TorchPotential
 from mlipserve.server.models.base import Evaluator, ModelInfo
@@ -70,6 +71,8 @@ BUILTIN: dict[str, Callable[..., Evaluator]] = {
     "lj": lennard_jones,
     "morse": morse,
     "lj-ensemble": lj_ensemble,
+    "harmonic": harmonic,
+    "double-well": double_well,
 }
 DEFAULT_MODELS = ("default", "emt", "lj", "lj-ensemble") if (SHIPPED / "default").exists() \
     else ("emt", "lj", "lj-ensemble")
