@@ -1,11 +1,9 @@
-"""The `mlipserve` command line: serve, eval, models."""
+"""The `mlipserve` command line: serve, eval, models, keys, data, train, jobs, worker, props."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,28 +23,39 @@ def _mount_simulation_commands() -> None:
 _mount_simulation_commands()
 
 
+def _mount_queue_commands() -> None:
+    from mlipserve.jobs_cli import jobs_app, worker
+
+    app.add_typer(jobs_app, name="jobs")
+    app.command("worker")(worker)
+
+
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="gRPC port (default 50051).")] = None,
-    rest_port: Annotated[Optional[int], typer.Option(help="REST port (default 8080).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="gRPC port (default 50051).")] = None,
+    rest_port: Annotated[int | None, typer.Option(help="REST port (default 8080).")] = None,
     models: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Comma-separated models, e.g. 'emt,lj,lj-ensemble,lj:float32'."),
     ] = None,
-    default_model: Annotated[Optional[str], typer.Option(help="Model for requests naming none.")] = None,
-    batching: Annotated[Optional[bool], typer.Option(help="Batch concurrent requests.")] = None,
-    max_batch_atoms: Annotated[Optional[int], typer.Option(help="Atoms per batch at most.")] = None,
-    max_wait_us: Annotated[Optional[int], typer.Option(help="Extra wait for fuller batches (µs).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = None,
-    auth: Annotated[Optional[bool], typer.Option(help="Require API keys (see `keys create`).")] = None,
-    insecure_public: Annotated[Optional[bool], typer.Option(
+    default_model: Annotated[str | None, typer.Option(help="Model for requests naming none.")] = None,
+    batching: Annotated[bool | None, typer.Option(help="Batch concurrent requests.")] = None,
+    max_batch_atoms: Annotated[int | None, typer.Option(help="Atoms per batch at most.")] = None,
+    max_wait_us: Annotated[int | None, typer.Option(help="Extra wait for fuller batches (µs).")] = None,
+    device: Annotated[str | None, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = None,
+    auth: Annotated[bool | None, typer.Option(help="Require API keys (see `keys create`).")] = None,
+    insecure_public: Annotated[bool | None, typer.Option(
         help="Allow a non-loopback address with auth off.")] = None,
-    tls_cert: Annotated[Optional[str], typer.Option(help="PEM certificate (gRPC and REST).")] = None,
-    tls_key: Annotated[Optional[str], typer.Option(help="PEM private key.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Keys database and model store.")] = None,
-    tenant_max_queued_atoms: Annotated[Optional[int], typer.Option(help="Per tenant, 0: none.")] = None,
-    tenant_requests_per_s: Annotated[Optional[float], typer.Option(help="Per tenant, 0: none.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="PEM certificate (gRPC and REST).")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Keys database and model store.")] = None,
+    tenant_max_queued_atoms: Annotated[int | None, typer.Option(help="Per tenant, 0: none.")] = None,
+    tenant_requests_per_s: Annotated[float | None, typer.Option(help="Per tenant, 0: none.")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Queue jobs on Redis (redis://127.0.0.1:6379/0); default: SQLite in data-dir.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="In-process queue workers (default 1; 0 when separate `mlipserve worker`s run).")] = None,
 ) -> None:
     """Start the server. Every option is also an MLIPSERVE_<OPTION> environment variable."""
     import asyncio
@@ -56,15 +65,15 @@ def serve(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from mlipserve.server.app import serve as run
-    from mlipserve.server.logs import setup_logging
     from mlipserve.server.config import Settings
+    from mlipserve.server.logs import setup_logging
 
     overrides = {
         "host": host, "port": port, "rest_port": rest_port, "default_model": default_model, "batching": batching,
         "max_batch_atoms": max_batch_atoms, "max_wait_us": max_wait_us, "device": device,
         "auth": auth, "insecure_public": insecure_public, "tls_cert": tls_cert, "tls_key": tls_key,
         "data_dir": data_dir, "tenant_max_queued_atoms": tenant_max_queued_atoms,
-        "tenant_requests_per_s": tenant_requests_per_s,
+        "tenant_requests_per_s": tenant_requests_per_s, "redis_url": redis_url, "workers": workers,
         "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
     }
     from pydantic import ValidationError
@@ -84,13 +93,12 @@ def evaluate(
     target: Annotated[str, typer.Option(help="Server address.")] = "127.0.0.1:50051",
     model: Annotated[str, typer.Option(help="Model name (empty: server default).")] = "",
     stress: Annotated[bool, typer.Option(help="Also compute stress (needs a cell).")] = False,
-    output: Annotated[Optional[Path], typer.Option(help="Write frames with results as extxyz.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write frames with results as extxyz.")] = None,
 ) -> None:
     """Evaluate every frame of FILE on a server; print energy and max force."""
     import ase.io
     import numpy as np
     from ase.calculators.singlepoint import SinglePointCalculator
-
     from mlipserve.client import Client, MLIPServeError
 
     frames = ase.io.read(file, index=":")
@@ -120,25 +128,14 @@ def evaluate(
 models_app = typer.Typer(help="Manage a server's models over its REST API.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 URL = Annotated[str, typer.Option("--url", help="REST address of the server.")]
-KEY = Annotated[Optional[str], typer.Option("--api-key", envvar="MLIPSERVE_API_KEY",
+KEY = Annotated[str | None, typer.Option("--api-key", envvar="MLIPSERVE_API_KEY",
                                             help="API key (or MLIPSERVE_API_KEY).")]
 
 
 def _rest(url: str, key: str | None, method: str, path: str, **kwargs):
-    import httpx
+    from mlipserve.rest_call import rest_call
 
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    try:
-        reply = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
-    except httpx.HTTPError as err:
-        console.print(f"[red]cannot reach {url}:[/red] {err}")
-        raise typer.Exit(1) from None
-    if reply.status_code >= 400:
-        detail = reply.json().get("detail", reply.text) if reply.headers.get(
-            "content-type", "").startswith("application/json") else reply.text
-        console.print(f"[red]{reply.status_code}:[/red] {detail}")
-        raise typer.Exit(1)
-    return reply.json()
+    return rest_call(url, key, method, path, **kwargs)
 
 
 @models_app.command("list")
@@ -207,8 +204,8 @@ def _key_store(db: str | None, data_dir: Path | None):
 def keys_create(
     role: Annotated[str, typer.Option(help="user (evaluate, read) or admin (also manage).")] = "user",
     tenant: Annotated[str, typer.Option(help="Who the key belongs to (fair-share unit).")] = "default",
-    db: Annotated[Optional[str], typer.Option(help="Key database URL.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option()] = None,
+    db: Annotated[str | None, typer.Option(help="Key database URL.")] = None,
+    data_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Create a key; it is printed once and stored only as an argon2 hash."""
     try:
@@ -221,8 +218,8 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(db: Annotated[Optional[str], typer.Option()] = None,
-              data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+def keys_list(db: Annotated[str | None, typer.Option()] = None,
+              data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """List keys (ids, roles, tenants; never the keys)."""
     table = Table()
     for col in ("id", "role", "tenant", "revoked"):
@@ -233,8 +230,8 @@ def keys_list(db: Annotated[Optional[str], typer.Option()] = None,
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, db: Annotated[Optional[str], typer.Option()] = None,
-                data_dir: Annotated[Optional[Path], typer.Option()] = None) -> None:
+def keys_revoke(key_id: str, db: Annotated[str | None, typer.Option()] = None,
+                data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Revoke a key by id."""
     if not _key_store(db, data_dir).revoke(key_id):
         console.print(f"[red]no key {key_id}[/red]")
@@ -250,7 +247,6 @@ def make_data(
 ) -> None:
     """Generate the EMT-labelled metal/alloy set the default model is trained on."""
     import ase.io
-
     from mlipserve.server.training.emt_data import generate, out_of_distribution
 
     frames = out_of_distribution(seed) if ood else generate(seed, scale)
@@ -276,49 +272,25 @@ def train_model(
     energy_weight: Annotated[float, typer.Option(help="Loss weight on (meV/atom)².")] = 1.0,
     forces_weight: Annotated[float, typer.Option(help="Loss weight on (meV/Å)².")] = 1.0,
     stress_weight: Annotated[float, typer.Option(help="Loss weight on (meV/Å³)².")] = 1.0,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this long.")] = None,
-    warm_start: Annotated[Optional[str], typer.Option(help="Version of NAME to continue from.")] = None,
-    test_data: Annotated[Optional[Path], typer.Option(help="Extra held-out set to report on.")] = None,
-    ood_data: Annotated[Optional[Path], typer.Option(help="Out-of-distribution set.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    warm_start: Annotated[str | None, typer.Option(help="Version of NAME to continue from.")] = None,
+    test_data: Annotated[Path | None, typer.Option(help="Extra held-out set to report on.")] = None,
+    ood_data: Annotated[Path | None, typer.Option(help="Out-of-distribution set.")] = None,
 ) -> None:
     """Train an ensemble (PaiNN family) and store it as a new version of NAME."""
-    import hashlib
-
-    from mlipserve.server.models.painn import PaiNNConfig
     from mlipserve.server.store import ModelStore
-    from mlipserve.server.training import TrainConfig, load_structures, train
-    from mlipserve.server.training.report import evaluate_split
+    from mlipserve.server.training import TrainConfig, load_structures
+    from mlipserve.server.training.pipeline import Architecture, train_version
 
-    structures = load_structures(data)
-    model_store = ModelStore(store)
-    init = model_store.load_module(name, warm_start)[0] if warm_start else None
-    if init is not None:  # the parent's architecture wins over the size options
-        features, layers, members, cutoff = (init.cfg.features, init.cfg.layers,
-                                             init.cfg.members, init.cfg.cutoff)
-    elements = sorted({int(z) for a in structures for z in a.numbers})
-    config = PaiNNConfig(cutoff=cutoff, features=features, layers=layers, members=members,
-                         max_z=max(elements))
     train_cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                             max_minutes=max_minutes, energy_weight=energy_weight,
                             forces_weight=forces_weight, stress_weight=stress_weight)
-    result = train(structures, config, train_cfg, out_dir=report, init=init)
-    metrics = {"test_split": result.metrics}
-    for key, path in (("held_out", test_data), ("out_of_distribution", ood_data)):
-        if path is not None:
-            metrics[key] = evaluate_split(result.module, load_structures(path))
-    from mlipserve.server.batch import closest_distance
-    from mlipserve.wire import SystemArrays
-
-    shortest = [closest_distance(SystemArrays.from_atoms(a), cutoff) for a in structures]
-    version = model_store.save(name, result.module, {
-        "min_distance": min(d for d in shortest if d is not None),
-        "family": "painn", "config": result.module.cfg.to_dict(), "cutoff": cutoff,
-        "elements": elements, "ensemble_size": members, "dtype": "float32",
-        "units": {"energy": "eV", "length": "Å", "stress": "eV/Å³"},
-        "training_data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-        "parent_version": warm_start, "metrics": metrics,
-        "train_config": {k: v for k, v in vars(train_cfg).items()},
-    })
+    extra = {key: load_structures(path) for key, path in
+             (("held_out", test_data), ("out_of_distribution", ood_data)) if path is not None}
+    version, metrics = train_version(
+        load_structures(data), ModelStore(store), name, train_cfg,
+        arch=Architecture(members, features, layers, cutoff), warm_start=warm_start,
+        report_dir=report, extra_sets=extra)
     table = Table(title=f"{name}@{version}")
     for col in ("set", "E MAE meV/atom", "F MAE meV/Å", "S MAE meV/Å³", "Spearman"):
         table.add_column(col)
@@ -329,6 +301,55 @@ def train_model(
                       f"{m.get('calibration_spearman') or float('nan'):.2f}")
     console.print(table)
 
+
+
+@app.command("ipi-driver")
+def ipi_driver(
+    structure: Annotated[Path, typer.Argument(
+        help="The system i-PI runs (e.g. its init.xyz), read by ASE for the elements.")],
+    address: Annotated[str, typer.Option(
+        help="i-PI's <address>: a host (inet) or a socket name, /tmp/ipi_NAME (--unix).")] = "localhost",
+    port: Annotated[int, typer.Option(help="i-PI's <port> (inet sockets).")] = 31415,
+    unix: Annotated[bool, typer.Option("--unix", help="Connect to a unix socket.")] = False,
+    server: Annotated[str, typer.Option(help="mlipserve server address.")] = "127.0.0.1:50051",
+    model: Annotated[str, typer.Option(help="Model name (empty: server default).")] = "",
+    clients: Annotated[int, typer.Option(
+        help="Connections to i-PI in this process, so beads are evaluated concurrently.")] = 1,
+    api_key: KEY = None,
+    stress: Annotated[bool, typer.Option(help="Send the virial (needed for NPT, pressure).")] = True,
+    pbc: Annotated[bool, typer.Option(help="Periodic in all three directions.")] = True,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for i-PI's socket.")] = 30.0,
+    server_wait: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 10.0,
+) -> None:
+    """Answer i-PI's force requests (i-PI socket protocol) with a served model until EXIT."""
+    import ase.io
+    from mlipserve.client import MLIPServeError
+    from mlipserve.client.ipi_driver import run_ipi_driver
+
+    try:
+        template = ase.io.read(structure, index=0)
+    except Exception as err:  # noqa: BLE001 - ASE raises many kinds for unreadable files
+        console.print(f"[red]cannot read {structure}:[/red] {err}")
+        raise typer.Exit(2) from None
+    template.pbc = pbc
+    try:
+        report = run_ipi_driver(template, server, model, address=address, port=port, unix=unix,
+                                clients=clients, stress=stress, api_key=api_key,
+                                connect_wait_s=wait, server_wait_s=server_wait)
+    except MLIPServeError as err:
+        console.print(f"[red]mlipserve server {server}:[/red] {err.details}")
+        raise typer.Exit(1) from None
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    except ConnectionError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"i-PI finished: {sum(report.structures)} structures evaluated on "
+                  f"{report.model} over {clients} connection(s)")
+
+
+_mount_queue_commands()
 
 if __name__ == "__main__":
     app()

@@ -13,11 +13,12 @@ import uvicorn
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.config import Settings
+from mlipserve.server.hotswap import follow_store
 from mlipserve.server.interceptors import AuthInterceptor
 from mlipserve.server.models.builtin import load_builtin
+from mlipserve.server.queue.worker import start_worker_threads
 from mlipserve.server.registry import Registry
 from mlipserve.server.rest import create_app
 from mlipserve.server.service import PotentialService
@@ -36,8 +37,13 @@ def build_registry(settings: Settings) -> Registry:
         max_batch_atoms=settings.max_batch_atoms,
         max_wait_us=settings.max_wait_us,
     )
+    store = None
     for spec in settings.models:
-        registry.add(load_builtin(spec, device=settings.device))
+        if spec.startswith("store:"):  # the default version of a model in the store
+            store = store or ModelStore(settings.model_store_dir)
+            registry.add(store.load(spec[len("store:"):], device=settings.device))
+        else:
+            registry.add(load_builtin(spec, device=settings.device))
     if settings.default_model:
         registry.get(settings.default_model)  # fail at start if it is not loaded
         registry.default_model = settings.default_model
@@ -55,11 +61,14 @@ class RunningServer:
     rest: uvicorn.Server | None = None
     rest_port: int | None = None
     rest_task: asyncio.Task | None = None
+    watch_task: asyncio.Task | None = None
     serving: bool = True
 
     async def stop(self, grace: float = 1.0) -> None:
         """Readiness off, stop accepting calls, let running ones finish for `grace` s."""
         self.serving = False
+        if self.watch_task is not None:
+            self.watch_task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.rest is not None:
@@ -73,7 +82,7 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
     app = create_app(running.registry, settings.limits, lambda: running.serving, keys=keys,
                      store=ModelStore(settings.model_store_dir), device=settings.device,
                      max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
-                     tenants=settings.tenant_limits)
+                     tenants=settings.tenant_limits, queue_url=settings.job_queue_url)
     tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
     config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
                             lifespan="off", access_log=False, **tls)
@@ -127,6 +136,10 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
     running = RunningServer(server, port, registry, health)
+    if settings.watch_store_s > 0:
+        running.watch_task = asyncio.get_running_loop().create_task(follow_store(
+            registry, ModelStore(settings.model_store_dir), settings.watch_store_s,
+            settings.device))
     if settings.rest:
         await start_rest(running, settings, keys)
     return running
@@ -145,6 +158,10 @@ async def serve(settings: Settings) -> None:
         settings.host, running.port, running.rest_port, loaded, running.registry.default_model,
         "on" if settings.batching else "off", settings.max_batch_atoms, settings.max_wait_us,
     )
+    workers = None
+    if settings.workers > 0:
+        workers, _ = start_worker_threads(settings.worker_config(), settings.workers)
+        log.info("%d in-process queue worker(s) on %s", settings.workers, settings.job_queue_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,5 +169,7 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("mlipserve draining: not ready, no new calls, finishing those in flight (%g s max)",
              settings.drain_s)
+    if workers is not None:
+        workers.set()  # running jobs are left to their leases: another worker picks them up
     await running.stop(settings.drain_s)
     log.info("mlipserve stopped")

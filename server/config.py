@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from mlipserve.server.batch import Limits
 from mlipserve.server.models.builtin import DEFAULT_MODELS
 from mlipserve.server.tenancy import TenantLimits
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -53,11 +52,37 @@ class Settings(BaseSettings):
     tls_key: str = Field("", description="PEM private key for gRPC and REST")
     max_upload_mb: int = Field(512, ge=1)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'")
+    redis_url: str = Field("", description="job queue on Redis (redis://host:6379/0); "
+                           "empty: a SQLite file under data_dir")
+    queue_url: str = Field("", description="job queue URL (overrides redis_url): "
+                           "sqlite:///PATH or redis://...")
+    workers: int = Field(1, ge=0, description="in-process queue workers of `serve` (0: none)")
+    lease_ttl_s: float = Field(15.0, gt=0, description="a job whose worker is silent this "
+                               "long is re-enqueued")
+    heartbeat_s: float = Field(3.0, gt=0, description="how often a worker renews its lease")
+    reap_every_s: float = Field(5.0, gt=0, description="how often workers look for lost jobs")
+    watch_store_s: float = Field(2.0, ge=0, description="how often to follow default-version "
+                                 "changes in the model store (0: off)")
 
     @property
     def key_db_url(self) -> str:
         """The key database URL (SQLite file under data_dir unless auth_db is set)."""
         return self.auth_db or f"sqlite:///{self.data_dir / 'mlipserve.db'}"
+
+    @property
+    def job_queue_url(self) -> str:
+        """Where jobs are queued: queue_url, else redis_url, else SQLite under data_dir."""
+        return self.queue_url or self.redis_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+
+    def worker_config(self):
+        """What queue workers need to know (see `mlipserve.server.queue.worker`)."""
+        from mlipserve.server.queue.lease import LeasePolicy
+        from mlipserve.server.queue.worker import WorkerConfig
+
+        return WorkerConfig(
+            queue_url=self.job_queue_url, data_dir=str(self.data_dir),
+            store_dir=str(self.model_store_dir),
+            policy=LeasePolicy(self.lease_ttl_s, self.heartbeat_s, self.reap_every_s))
 
     @property
     def model_store_dir(self) -> Path:

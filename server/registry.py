@@ -95,6 +95,11 @@ class Registry:
             )
         return versions[version]
 
+    def default_version(self, name: str) -> str:
+        """The version requests naming none get for `name`."""
+        self.get(name)
+        return self._defaults[name]
+
     def set_default(self, name: str, version: str) -> None:
         """Route new requests for `name` to `version` (requests in flight keep theirs)."""
         self.get(name, version)

@@ -100,6 +100,16 @@ class ModelStore:
             raise StoreError(f"model {name!r} has no version {version!r}")
         (self._dir(name) / "DEFAULT").write_text(version)
 
+    def record_promotion(self, name: str, record: dict) -> None:
+        """Append a promotion decision (who, when, data version, metrics) to the model's log."""
+        with open(self._dir(name) / "promotions.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def promotions(self, name: str) -> list[dict]:
+        """Every recorded promotion decision of `name`, oldest first."""
+        path = self._dir(name) / "promotions.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
     def metadata(self, name: str, version: str | None = None) -> dict:
         """The JSON metadata of a version (default version when None)."""
         version = version or self.default_version(name)

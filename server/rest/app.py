@@ -19,7 +19,7 @@ from mlipserve.server.tenancy import TenantLimits
 def create_app(registry: Registry, limits: Limits, grpc_serving: Callable[[], bool], *,
                keys: KeyStore | None = None, store: ModelStore | None = None,
                device: str = "auto", max_upload_bytes: int = 512 * 1024 * 1024,
-               tenants: TenantLimits | None = None) -> FastAPI:
+               tenants: TenantLimits | None = None, queue_url: str | None = None) -> FastAPI:
     """The REST app; `grpc_serving` tells readiness whether the gRPC side is up."""
     app = FastAPI(title="mlipserve", version=__version__, openapi_url=None, docs_url=None,
                   redoc_url=None,
@@ -32,6 +32,7 @@ def create_app(registry: Registry, limits: Limits, grpc_serving: Callable[[], bo
     app.state.device = device
     app.state.max_upload_bytes = max_upload_bytes
     app.state.tenants = tenants or TenantLimits()
+    app.state.queue_url = queue_url
 
     @app.get("/openapi.json", dependencies=[Depends(principal)], include_in_schema=False)
     async def openapi() -> dict:
