@@ -65,10 +65,10 @@ class ServerProcess:
 
     started: list[subprocess.Popen] = []
 
-    def __init__(self, port: int, *args: str):
+    def __init__(self, port: int, *args: str, env: dict[str, str] | None = None):
         self.port = port
         self.address = f"127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = tempfile.NamedTemporaryFile("w+b", prefix="mlipserve-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), "--rest-port", "0",
