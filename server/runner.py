@@ -118,6 +118,27 @@ def _release_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+TRUST_LO, TRUST_HI = 0.05, 0.15  # eV/Å on the max per-atom force std (DP-GEN's defaults)
+
+
+def trust_levels(info: ModelInfo) -> tuple[float, float]:
+    """(trust_lo, trust_hi) of a model: from its metadata, else the defaults."""
+    return (float(info.extra.get("trust_lo", TRUST_LO)), float(info.extra.get("trust_hi", TRUST_HI)))
+
+
+def trust_warnings(result: dict, info: ModelInfo) -> list[str]:
+    """'candidate' between trust_lo and trust_hi, 'untrusted' above trust_hi (needs uncertainty)."""
+    std = result.get("max_force_std")
+    if std is None:
+        return []
+    lo, hi = trust_levels(info)
+    if std > hi:
+        return [f"untrusted: max force std {std:.3f} eV/Å > trust_hi {hi:g}"]
+    if std > lo:
+        return [f"candidate: max force std {std:.3f} eV/Å > trust_lo {lo:g}"]
+    return []
+
+
 def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dict]]:
     """Evaluate all requests' systems in one call; return each request's per-system dicts."""
     systems = [s for r in requests for s in r.systems]
@@ -129,9 +150,11 @@ def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dic
         keys = result_keys(request.properties)
         chunk = per_system[s:s + len(request.systems)]
         results = [{k: v for k, v in res.items() if k in keys} for res in chunk]
-        for res, warnings in zip(results, request.warnings):
+        for i, res in enumerate(results):
+            given = request.warnings[i] if i < len(request.warnings) else ()
+            warnings = list(given) + trust_warnings(res, model.info)
             if warnings:
-                res["warnings"] = list(warnings)
+                res["warnings"] = warnings
         per_request.append(results)
         s += len(request.systems)
     return per_request

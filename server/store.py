@@ -185,7 +185,8 @@ class ModelStore:
             elements=frozenset(meta.get("elements", ())), ensemble_size=meta.get("ensemble_size", 0),
             dtype=dtype or meta.get("dtype", "float32"), device=device,
             min_distance=float(meta.get("min_distance", 0.0)),
-            extra={"metrics": meta.get("metrics", {})},
+            extra={"metrics": meta.get("metrics", {}),
+                   **{k: meta[k] for k in ("trust_lo", "trust_hi") if k in meta}},
         )
         return TorchPotential(module, info)
 

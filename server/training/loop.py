@@ -143,6 +143,9 @@ def train(
             out_of_time = cfg.max_minutes and (time.monotonic() - start) / 60 > cfg.max_minutes
             if stale >= cfg.patience or out_of_time:
                 break
+    if best_state is None:
+        raise ValueError(f"validation loss was never finite ({history[-1]['val'] if history else 'no epoch'}"
+                         "): check the labels for NaN/inf and the learning rate")
     module.load_state_dict(best_state)
     module = module.to(torch.float64).eval()
     metrics = evaluate_split(module, [structures[i] for i in test_idx])
