@@ -308,7 +308,8 @@ def ipi_driver(
     structure: Annotated[Path, typer.Argument(
         help="The system i-PI runs (e.g. its init.xyz), read by ASE for the elements.")],
     address: Annotated[str, typer.Option(
-        help="i-PI's <address>: a host (inet) or a socket name, /tmp/ipi_NAME (--unix).")] = "localhost",
+        help="i-PI's <address>: a host (inet), or with --unix a socket name (/tmp/ipi_NAME) "
+             "or path.")] = "localhost",
     port: Annotated[int, typer.Option(help="i-PI's <port> (inet sockets).")] = 31415,
     unix: Annotated[bool, typer.Option("--unix", help="Connect to a unix socket.")] = False,
     server: Annotated[str, typer.Option(help="mlipserve server address.")] = "127.0.0.1:50051",
@@ -347,6 +348,8 @@ def ipi_driver(
         raise typer.Exit(1) from None
     console.print(f"i-PI finished: {sum(report.structures)} structures evaluated on "
                   f"{report.model} over {clients} connection(s)")
+    if not all(report.said_exit):
+        console.print("[yellow]i-PI closed the connection without EXIT (did it stop early?)[/yellow]")
 
 
 _mount_queue_commands()
