@@ -21,6 +21,8 @@ _NO_NEIGHBOURS = 0.1
 class HarmonicTrap(nn.Module):
     """E = ½ k Σ_atoms |r − c|², k in eV/Å², c the trap centre in Å."""
 
+    needs_neighbors = False
+
     def __init__(self, k: float = 1.0, center: tuple[float, float, float] = (0.0, 0.0, 0.0)):
         super().__init__()
         self.register_buffer("k", torch.tensor(float(k), dtype=torch.float64))
@@ -39,6 +41,8 @@ class DoubleWell(nn.Module):
 
     Minima at x = x0 ± a, barrier height h (eV) at x = x0; c = (x0, y0, z0) in Å.
     """
+
+    needs_neighbors = False
 
     def __init__(self, height: float = 0.1, a: float = 1.0, k_perp: float = 1.0,
                  center: tuple[float, float, float] = (0.0, 0.0, 0.0)):

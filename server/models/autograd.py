@@ -91,7 +91,10 @@ class TorchPotential:
         need_forces = "forces" in properties
         need_stress = "stress" in properties
         need_grad = need_forces or need_stress
-        edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
+        if getattr(self.module, "needs_neighbors", True):
+            edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
+        else:  # external-field models: no pair list to build
+            edge_index, edge_shift = np.zeros((2, 0), np.int64), np.zeros((0, 3))
         positions = self._tensor(batch.positions)
         cell = self._tensor(batch.cell)
         system_index = self._tensor(batch.system_index, torch.long)
