@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-
-from mlipserve.server.metrics import OOM_SPLITS
 from mlipserve.server.batch import (
     InvalidInput,
     Limits,
@@ -15,7 +12,9 @@ from mlipserve.server.batch import (
     check_request,
     check_system,
     closest_distance,
+    systems_look_valid,
 )
+from mlipserve.server.metrics import OOM_SPLITS
 from mlipserve.server.models.base import Evaluator, ModelInfo
 from mlipserve.wire import SystemArrays
 
@@ -62,9 +61,11 @@ def make_request(
     if missing:
         raise InvalidInput(f"properties: model {info.name!r} does not provide {sorted(missing)}")
     total = check_request(systems, limits)
-    for i, system in enumerate(systems):
-        check_system(system, f"systems[{i}]", limits, info.elements, info.conditions,
-                     need_volume="stress" in properties)
+    need_volume = "stress" in properties
+    if not systems_look_valid(systems, limits, info.elements, info.conditions, need_volume):
+        for i, system in enumerate(systems):
+            check_system(system, f"systems[{i}]", limits, info.elements, info.conditions,
+                         need_volume=need_volume)
     return EvalRequest(systems, properties, total,
                        contact_warnings(systems, info, limits.close_contact_fraction))
 
