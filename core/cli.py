@@ -146,19 +146,24 @@ def models_list(url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None
         table.add_column(col)
     for m in _rest(url, api_key, "GET", "/v1/models"):
         table.add_row(m["name"], m["version"], m["kind"], str(m.get("ensemble_size") or "-"),
-                      f"{m['cutoff']:g}", "yes" if m["loaded"] else "",
+                      "?" if m["cutoff"] is None else f"{m['cutoff']:g}",
+                      "yes" if m["loaded"] else "",
                       "yes" if m["is_default"] else "")
     console.print(table)
 
 
 @models_app.command("upload")
 def models_upload(name: str, artifact: Path, metadata: Path, url: URL = "http://127.0.0.1:8080",
-                  api_key: KEY = None) -> None:
-    """Add a version: a safetensors ARTIFACT and its METADATA JSON file (admin)."""
-    with open(artifact, "rb") as fh:
-        out = _rest(url, api_key, "POST", f"/v1/models/{name}/versions",
-                    files={"artifact": (artifact.name, fh)},
-                    data={"metadata": metadata.read_text()})
+                  api_key: KEY = None,
+                  member: Annotated[list[Path] | None, typer.Option(
+                      help="More files of a committee (metatomic / mace families); repeat.")] = None,
+                  ) -> None:
+    """Add a version: an ARTIFACT (safetensors, or a TorchScript / metatomic / MACE file) and
+    its METADATA JSON file, e.g. {"family": "metatomic"} (admin)."""
+    paths = [artifact, *(member or [])]
+    out = _rest(url, api_key, "POST", f"/v1/models/{name}/versions",
+                files=[("artifact", (p.name, p.read_bytes())) for p in paths],
+                data={"metadata": metadata.read_text()})
     console.print(f"uploaded {out['name']}@{out['version']} (sha256 {out['sha256'][:12]}…)")
 
 
@@ -184,6 +189,26 @@ def models_unload(name: str, version: str, url: URL = "http://127.0.0.1:8080",
     """Unload a non-default version (admin)."""
     _rest(url, api_key, "POST", f"/v1/models/{name}/versions/{version}/unload")
     console.print(f"unloaded {name}@{version}")
+
+
+@models_app.command("trust")
+def models_trust(
+    name: str, version: str,
+    store: Annotated[Path | None, typer.Option(
+        help="Model store directory (default: the server settings' store).")] = None,
+    revoke: Annotated[bool, typer.Option(help="Remove the flag instead.")] = False,
+) -> None:
+    """Flag NAME@VERSION as trusted in the store, on the server machine (admin).
+
+    Only a trusted version may be loaded by a loader that needs pickle or native code
+    (e.g. a metatomic model with compiled extensions). Whoever can write the store can
+    trust; nothing uploaded over the network can set the flag.
+    """
+    from mlipserve.server.config import Settings
+    from mlipserve.server.store import ModelStore
+
+    ModelStore(store or Settings().model_store_dir).set_trusted(name, version, not revoke)
+    console.print(f"{name}@{version} is {'no longer ' if revoke else ''}trusted")
 
 
 keys_app = typer.Typer(help="API keys (run on the server machine; they go to its database).",

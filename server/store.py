@@ -2,7 +2,12 @@
 
 Layout: `<root>/<name>/<version>/model.safetensors` and `metadata.json`, and
 `<root>/<name>/DEFAULT` naming the default version. Nothing is ever unpickled: native
-models are safetensors whose architecture is rebuilt from the metadata's config.
+models are safetensors whose architecture is rebuilt from the metadata's config; the
+TorchScript and metatomic families store `model.pt` (a committee: `model-0.pt`, ...),
+TorchScript archives loaded by their own loader, which runs no Python unpickler; the
+mace family stores mace-torch `.model` pickles. A loader that would need pickle (mace)
+or native code (metatomic extensions) refuses a version unless an admin set its
+metadata's `trusted` flag (`set_trusted`, `mlipserve models trust`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ ARTIFACT = "model.safetensors"
 METADATA = "metadata.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FAMILIES = {"painn": (PaiNN, PaiNNConfig)}
+# Families stored as their own files: TorchScript archives, and mace-torch pickles (trusted only).
+ARCHIVE_FAMILIES = ("torchscript", "metatomic", "mace")
+SUFFIX = {"torchscript": ".pt", "metatomic": ".pt", "mace": ".model"}
 
 
 class StoreError(ValueError):
@@ -50,6 +58,27 @@ def check_safetensors(data: bytes) -> None:
     header = int.from_bytes(data[:8], "little")
     if header > len(data) - 8 or data[8:9] != b"{":
         raise StoreError("not a safetensors file (bad header)")
+
+
+def require_trusted(meta: dict, reason: str) -> None:
+    """Refuse to load a version that needs pickle or native code unless it is trusted."""
+    if meta.get("trusted") is not True:
+        raise StoreError(f"{meta.get('name')}@{meta.get('version')} is not trusted and {reason}: "
+                         "an admin must set its 'trusted' flag (mlipserve models trust "
+                         f"{meta.get('name')} {meta.get('version')} --store DIR)")
+
+
+def archive_trust_reason(family: str):
+    """A function giving why a file of `family` needs the trusted flag (None: it does not)."""
+    if family == "metatomic":
+        from mlipserve.server.models.metatomic_model import needs_trust
+
+        return needs_trust
+    if family == "mace":
+        from mlipserve.server.models.mace_model import PICKLE_REASON
+
+        return lambda data: PICKLE_REASON
+    return lambda data: None
 
 
 def build_module(metadata: dict) -> torch.nn.Module:
@@ -140,9 +169,20 @@ class ModelStore:
             self.set_default(name, version)
         return version
 
-    def add_artifact(self, name: str, data: bytes, metadata: dict, max_bytes: int,
+    def add_artifact(self, name: str, data: bytes | list[bytes], metadata: dict, max_bytes: int,
                      make_default: bool = False) -> str:
-        """Store an uploaded safetensors artifact as a new version after checking it loads."""
+        """Store an uploaded artifact (safetensors, or TorchScript files for the archive
+        families; several files: a committee) as a new version after checking it loads."""
+        if "trusted" in metadata:
+            raise StoreError("'trusted' cannot be uploaded: an admin sets it on a stored version "
+                             "(mlipserve models trust NAME VERSION --store DIR)")
+        if metadata.get("family") in ARCHIVE_FAMILIES:
+            return self._add_archives(name, data if isinstance(data, list) else [data],
+                                      metadata, max_bytes, make_default)
+        if isinstance(data, list):
+            if len(data) != 1:
+                raise StoreError(f"family {metadata.get('family')!r} takes one artifact")
+            data = data[0]
         if len(data) > max_bytes:
             raise StoreError(f"artifact of {len(data)} bytes exceeds the limit of {max_bytes}")
         check_safetensors(data)
@@ -159,9 +199,94 @@ class ModelStore:
             tmp.unlink(missing_ok=True)
         return self.save(name, module, metadata, make_default=make_default)
 
+    def _add_archives(self, name: str, files: list[bytes], metadata: dict, max_bytes: int,
+                      make_default: bool) -> str:
+        """A TorchScript / metatomic / MACE version: check the files, load them once (unless
+        they need the trusted flag: then they are stored but not loaded), then store."""
+        from mlipserve.server.models.torchscript import check_torchscript_archive
+
+        family = metadata["family"]
+        if not files:
+            raise StoreError("no artifact file was given")
+        if sum(len(f) for f in files) > max_bytes:
+            raise StoreError(f"artifacts of {sum(len(f) for f in files)} bytes exceed the limit "
+                             f"of {max_bytes}")
+        if family == "torchscript" and len(files) != 1:
+            raise StoreError("a TorchScript model is one file (its committee axis is in its output)")
+        try:
+            for data in files if family != "mace" else ():
+                check_torchscript_archive(data)
+            reasons = [r for r in map(archive_trust_reason(family), files) if r]
+        except ValueError as err:
+            raise StoreError(str(err)) from None
+        existing = self.versions(name) if self._dir(name).exists() else []
+        version = f"v{len(existing) + 1}"
+        while version in existing:
+            version = f"v{int(version.lstrip('v')) + 1}"
+        folder = self._dir(name, version)
+        folder.mkdir(parents=True, exist_ok=False)
+        suffix = SUFFIX[family]
+        names = [f"model{suffix}"] if len(files) == 1 else [f"model-{k}{suffix}"
+                                                           for k in range(len(files))]
+        for file, data in zip(names, files):
+            (folder / file).write_bytes(data)
+        digests = [sha256(folder / f) for f in names]
+        meta = {**metadata, "name": name, "version": version,
+                "created": metadata.get("created", time.time()), "artifacts": names,
+                "sha256": digests[0] if len(digests) == 1 else hashlib.sha256(
+                    "".join(digests).encode()).hexdigest(), "artifact_sha256": digests,
+                "size_bytes": sum(len(f) for f in files)}
+        if reasons:
+            meta["needs_trust"] = "; ".join(reasons)
+        else:
+            try:
+                info = self._load_archive(meta, folder, None, "cpu").info
+            except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
+                shutil.rmtree(folder)
+                raise StoreError(f"artifact does not load as family {family!r}: {err}") from None
+            meta = {"cutoff": info.cutoff, "elements": sorted(info.elements),
+                    "ensemble_size": info.ensemble_size, "dtype": info.dtype, **meta}
+        meta.setdefault("cutoff", None)
+        (folder / METADATA).write_text(json.dumps(meta, indent=2))
+        if make_default or not (self._dir(name) / "DEFAULT").exists():
+            self.set_default(name, version)
+        return version
+
+    def _load_archive(self, meta: dict, folder: Path, dtype: str | None, device: str):
+        """Load a TorchScript / metatomic version after checking checksums and trust."""
+        for file, digest in zip(meta["artifacts"], meta["artifact_sha256"]):
+            if sha256(folder / file) != digest:
+                raise StoreError(f"{meta['name']}@{meta['version']}: {file} does not match its "
+                                 "checksum")
+        if meta.get("needs_trust"):
+            require_trusted(meta, meta["needs_trust"])
+        paths = [folder / f for f in meta["artifacts"]]
+        try:
+            if meta["family"] == "torchscript":
+                from mlipserve.server.models.torchscript import load_torchscript
+
+                return load_torchscript(paths[0], meta, dtype=dtype, device=device)
+            if meta["family"] == "mace":
+                from mlipserve.server.models.mace_model import load_mace
+
+                return load_mace(paths, meta, dtype=dtype, device=device)
+            from mlipserve.server.models.metatomic_model import load_metatomic
+
+            return load_metatomic(paths, meta, dtype=dtype, device=device)
+        except ImportError as err:
+            raise StoreError(f"family {meta['family']!r} needs an optional extra "
+                             f"(pip install 'mlipserve[{meta['family']}]'): {err}") from None
+
+    def set_trusted(self, name: str, version: str, trusted: bool = True) -> None:
+        """Admin action: flag a version as trusted (may use pickle / native code) or not."""
+        meta = self.metadata(name, version)
+        meta["trusted"] = bool(trusted)
+        (self._dir(name, version) / METADATA).write_text(json.dumps(meta, indent=2))
+
     def artifact_path(self, name: str, version: str) -> Path:
-        """Where a version's artifact lies (for downloads)."""
-        path = self._dir(name, version) / ARTIFACT
+        """Where a version's artifact lies (for downloads; a committee's first file)."""
+        meta = self.metadata(name, version)
+        path = self._dir(name, version) / meta.get("artifacts", [ARTIFACT])[0]
         if not path.exists():
             raise StoreError(f"model {name!r} has no version {version!r}")
         return path
@@ -179,6 +304,14 @@ class ModelStore:
     def load(self, name: str, version: str | None = None, *, dtype: str | None = None,
              device: str = "auto") -> TorchPotential:
         """A servable evaluator of a stored version."""
+        meta = self.metadata(name, version)
+        if meta.get("family") in ARCHIVE_FAMILIES:
+            try:
+                return self._load_archive(meta, self._dir(name, meta["version"]), dtype, device)
+            except ValueError as err:
+                if isinstance(err, StoreError):
+                    raise
+                raise StoreError(f"{name}@{meta['version']}: {err}") from None
         module, meta = self.load_module(name, version)
         info = ModelInfo(
             name=name, version=meta["version"], kind=meta["family"], cutoff=meta["cutoff"],

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.registry import UnknownModel
 from mlipserve.server.rest.security import admin, principal
-from mlipserve.server.store import StoreError
+from mlipserve.server.store import ARCHIVE_FAMILIES, StoreError
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(principal)])
 
@@ -62,17 +62,22 @@ async def show_model(name: str, request: Request) -> dict:
 
 
 @router.post("/{name}/versions", dependencies=[Depends(admin)], status_code=201)
-async def upload(name: str, request: Request, artifact: UploadFile = File(...),
+async def upload(name: str, request: Request, artifact: list[UploadFile] = File(...),
                  metadata: str = Form(...)) -> dict:
-    """Add a version: a safetensors artifact and its JSON metadata (family, config, cutoff ...)."""
+    """Add a version: a safetensors artifact and its JSON metadata (family, config, cutoff ...);
+    for the torchscript / metatomic families, TorchScript files (several `artifact` parts:
+    a metatomic committee) and metadata with at least the family."""
     store = _store(request)
     try:
         meta = json.loads(metadata)
-        if not isinstance(meta, dict) or "config" not in meta or "cutoff" not in meta:
+        archive = isinstance(meta, dict) and meta.get("family") in ARCHIVE_FAMILIES
+        if not isinstance(meta, dict) or not archive and ("config" not in meta
+                                                           or "cutoff" not in meta):
             raise ValueError("metadata needs family, config and cutoff")
     except ValueError as err:
         raise HTTPException(422, f"metadata: {err}") from None
-    data = await artifact.read()
+    files = [await part.read() for part in artifact]
+    data = files if len(files) > 1 else files[0]
     try:
         version = await asyncio.to_thread(store.add_artifact, name, data, meta,
                                           request.app.state.max_upload_bytes)
@@ -159,4 +164,4 @@ async def download(name: str, version: str, request: Request) -> FileResponse:
         path = _store(request).artifact_path(name, version)
     except StoreError as err:
         raise HTTPException(404, str(err)) from None
-    return FileResponse(path, filename=f"{name}-{version}.safetensors")
+    return FileResponse(path, filename=f"{name}-{version}{path.suffix}")
