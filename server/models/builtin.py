@@ -65,6 +65,13 @@ def shipped_default(name: str = "default", dtype: str | None = None, device: str
     return evaluator
 
 
+def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Evaluator:
+    """Pretrained universal SevenNet-0 (optional extra `universal`; sevenn imported only here)."""
+    from mlipserve.server.models.universal import sevennet0
+
+    return sevennet0(name=name, dtype=dtype, device=device)
+
+
 BUILTIN: dict[str, Callable[..., Evaluator]] = {
     "default": shipped_default,
     "emt": emt_model,
@@ -73,6 +80,7 @@ BUILTIN: dict[str, Callable[..., Evaluator]] = {
     "lj-ensemble": lj_ensemble,
     "harmonic": harmonic,
     "double-well": double_well,
+    "sevennet-0": sevennet_0,
 }
 DEFAULT_MODELS = ("default", "emt", "lj", "lj-ensemble") if (SHIPPED / "default").exists() \
     else ("emt", "lj", "lj-ensemble")
