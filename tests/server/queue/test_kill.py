@@ -88,6 +88,7 @@ def test_sigkill_worker_on_redis_with_default_lease(tmp_path):
         assert record.state == "done", record.logs
         assert record.attempts == 2
         restart = record.started - killed_at
+        print(f"redis: job restarted {restart:.1f} s after the SIGKILL")
         assert 0 < restart < 30, f"job restarted {restart:.1f} s after the kill"
         assert record.result["already_present"] == stalled  # labels made before the kill
         check_exactly_once(tmp_path, 3)
