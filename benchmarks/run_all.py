@@ -11,6 +11,7 @@ BENCHMARKS += ("ipi_bridge",)  # i-PI through `mlipserve ipi-driver` vs ASE Sock
 BENCHMARKS += ("label_throughput",)  # labels per hour through the queue, 1 vs 2 workers
 BENCHMARKS += ("al_curve",)  # held-out force error vs labels, uncertainty-picked vs random
 BENCHMARKS += ("pimd",)  # PIMD 32 beads: batched vs bead-by-bead calls, overhead vs i-PI
+BENCHMARKS += ("uncertainty_overhead",)  # ms per MD step with the uncertainty check vs without
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)
