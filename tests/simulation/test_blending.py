@@ -26,19 +26,10 @@ from mlipserve.simulation.reference import ASECalculatorProvider
 from mlipserve.simulation.state import MDState
 from mlipserve.simulation.switching import Switch
 
+from tests.simulation.counting import CountingProvider
+
 R_IN, WIDTH = 3.3, 0.8  # the shell holds the rattled second-neighbour atoms (3.5-3.75 Å)
 
-
-class CountingProvider:
-    """A real provider that records the size of every batch it is given."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def evaluate(self, systems, properties=("energy", "forces")):
-        self.sizes.append(len(systems))
-        return self.inner.evaluate(systems, properties)
 
 
 def cu_cluster() -> tuple:

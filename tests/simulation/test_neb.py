@@ -16,17 +16,7 @@ from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb, screen
 from mlipserve.simulation.neb_screen import screen_and_refine
 from mlipserve.simulation.relax import relax_batch
 
-
-class CountingProvider:
-    """A real provider that records every call's batch size."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def evaluate(self, systems, properties=("energy", "forces")):
-        self.sizes.append(len(systems))
-        return self.inner.evaluate(systems, properties)
+from tests.simulation.counting import CountingProvider
 
 
 @pytest.fixture(scope="module")

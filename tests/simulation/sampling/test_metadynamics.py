@@ -13,20 +13,11 @@ from mlipserve.simulation.sampling.metadynamics import (
     run_metadynamics,
 )
 
+from tests.simulation.counting import CountingProvider
+
 HEIGHT, A, T = 0.1, 1.0, 300.0
 KT = units.kB * T
 
-
-class CountingProvider:
-    """A real provider that records every call's batch size."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def evaluate(self, systems, properties=("energy", "forces")):
-        self.sizes.append(len(systems))
-        return self.inner.evaluate(systems, properties)
 
 
 def potential(x):

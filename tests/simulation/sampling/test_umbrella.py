@@ -14,22 +14,13 @@ from mlipserve.simulation.sampling.cvs import Distance, Position
 from mlipserve.simulation.sampling.free_energy import mbar_profile, plot_profiles, wham_profile
 from mlipserve.simulation.sampling.umbrella import run_umbrella
 
+from tests.simulation.counting import CountingProvider
+
 HEIGHT, A, T = 0.1, 1.0, 300.0
 KT = units.kB * T
 CENTERS = np.linspace(-1.5, 1.5, 13)
 EDGES = np.linspace(-1.65, 1.65, 34)  # 0.1-wide bins, one centred on the minimum x = −1
 
-
-class CountingProvider:
-    """A real provider that records every call's batch size."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def evaluate(self, systems, properties=("energy", "forces")):
-        self.sizes.append(len(systems))
-        return self.inner.evaluate(systems, properties)
 
 
 def potential(x):
