@@ -12,6 +12,7 @@ BENCHMARKS += ("label_throughput",)  # labels per hour through the queue, 1 vs 2
 BENCHMARKS += ("al_curve",)  # held-out force error vs labels, uncertainty-picked vs random
 BENCHMARKS += ("pimd",)  # PIMD 32 beads: batched vs bead-by-bead calls, overhead vs i-PI
 BENCHMARKS += ("uncertainty_overhead",)  # ms per MD step with the uncertainty check vs without
+BENCHMARKS += ("mace_committee",)  # needs the mace extra (own venv); exits 0 without it
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)
