@@ -13,20 +13,44 @@ from mlipserve.server.batch import SystemBatch
 from mlipserve.server.models.base import ModelInfo
 
 
+MAX_SLOTS = 64  # calculators kept between batches (one per position in a batch)
+
+
 class ASECalculatorModel:
-    """Evaluator that runs an ASE calculator system by system (no ensemble)."""
+    """Evaluator that runs an ASE calculator system by system (no ensemble).
+
+    The calculator at position s of a batch is kept for position s of the next batch: when
+    that system has the same atoms, cell and pbc (the next MD step of the same client), only
+    `positions` is reported changed, so a calculator like EMT keeps its neighbour list (it
+    rebuilds it itself when atoms moved past its skin). Otherwise it starts afresh.
+    """
 
     def __init__(self, factory: Callable[[], Calculator], info: ModelInfo) -> None:
         self.factory = factory
         self.calculator = factory()
         self.info = info
+        self._slots: list[tuple[Calculator, Atoms]] = []
+
+    def _calculator_for(self, slot: int, atoms: Atoms) -> tuple[Calculator, list[str]]:
+        """The slot's calculator and what changed since its last system."""
+        if slot >= MAX_SLOTS:
+            return self.calculator, list(all_changes)
+        if slot == len(self._slots):
+            self._slots.append((self.factory(), atoms))
+            return self._slots[slot][0], list(all_changes)
+        calculator, last = self._slots[slot]
+        self._slots[slot] = (calculator, atoms)
+        same = (len(last) == len(atoms) and np.array_equal(last.numbers, atoms.numbers)
+                and np.array_equal(last.cell.array, atoms.cell.array)
+                and np.array_equal(last.pbc, atoms.pbc))
+        return calculator, (["positions"] if same else list(all_changes))
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
         """Energy (and forces, stress, per-atom energies when asked) of each system.
 
-        Every system is a new state, so the calculator's `calculate` is called directly
-        (ASE's protocol) rather than through `get_property`, whose state comparison would
-        cost more than a cheap calculator's work.
+        The calculator's `calculate` is called directly (ASE's protocol) with what changed,
+        rather than through `get_property`, whose full state comparison costs more than a
+        cheap calculator's work.
         """
         wanted = ["energy"] + [p for p in ("forces", "stress", "energies") if p in properties]
         offsets = batch.offsets
@@ -39,11 +63,12 @@ class ASECalculatorModel:
                 cell=batch.cell[s],
                 pbc=batch.pbc[s],
             )
-            self.calculator.calculate(atoms, wanted, all_changes)
-            results = self.calculator.results
+            calculator, changes = self._calculator_for(s, atoms)
+            calculator.calculate(atoms, wanted, changes)
+            results = calculator.results
             for key in wanted:
                 if key not in results:
-                    raise RuntimeError(f"{type(self.calculator).__name__} did not compute {key!r}")
+                    raise RuntimeError(f"{type(calculator).__name__} did not compute {key!r}")
                 collected[key].append(np.asarray(results[key], dtype=np.float64))
         out = {"energy": np.array(collected["energy"])}
         for key in ("forces", "energies"):
