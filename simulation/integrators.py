@@ -67,18 +67,7 @@ class Integrator:
     friction: float | Sequence[float] = 0.0
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.dt) or self.dt <= 0:
-            raise ValueError(f"the time step must be positive, got dt = {self.dt}")
-        if not self.splitting or set(self.splitting) - set("BAO"):
-            raise ValueError(f"splitting {self.splitting!r} may hold only the letters B, A, O")
-        if "A" not in self.splitting or "B" not in self.splitting:
-            raise ValueError(f"splitting {self.splitting!r} needs at least one A and one B")
-        if force_calls_per_step(self.splitting) != 1:
-            raise ValueError(
-                f"splitting {self.splitting!r} needs {force_calls_per_step(self.splitting)} "
-                "force calls per step; use one that ends each step with a kick "
-                "after its last drift (BAB, BAOAB, OBABO)"
-            )
+        check_splitting(self.dt, self.splitting)
         if np.any(np.asarray(self.temperature_K) < 0) or np.any(np.asarray(self.friction) < 0):
             raise ValueError("temperature_K and friction must be non-negative")
 
@@ -110,6 +99,22 @@ class Integrator:
         if not fresh:
             state = compute(state)
         return state.replace(step=state.step + 1)
+
+
+def check_splitting(dt: float, splitting: str) -> None:
+    """Raise ValueError unless dt > 0 and `splitting` (letters B, A, O) needs one force call."""
+    if not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"the time step must be positive, got dt = {dt}")
+    if not splitting or set(splitting) - set("BAO"):
+        raise ValueError(f"splitting {splitting!r} may hold only the letters B, A, O")
+    if "A" not in splitting or "B" not in splitting:
+        raise ValueError(f"splitting {splitting!r} needs at least one A and one B")
+    if force_calls_per_step(splitting) != 1:
+        raise ValueError(
+            f"splitting {splitting!r} needs {force_calls_per_step(splitting)} "
+            "force calls per step; use one that ends each step with a kick "
+            "after its last drift (BAB, BAOAB, OBABO)"
+        )
 
 
 def force_calls_per_step(splitting: str) -> int:

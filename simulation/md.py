@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from mlipserve.simulation.integrators import BerendsenBarostat, Integrator
-from mlipserve.simulation.observers import EnergyLog, TrajectoryWriter
+from mlipserve.simulation.observers import EnergyLog, Observed, TrajectoryWriter
 from mlipserve.simulation.provider import ForceProvider
 from mlipserve.simulation.stability import StabilityReport, check_timestep
 from mlipserve.simulation.state import MDState
 
 
-class MolecularDynamics:
+class MolecularDynamics(Observed):
     """Drives an `Integrator` (and optional barostat) over a batched `MDState`.
 
     Each step makes exactly one `provider.evaluate` call holding every replica; stress is
@@ -84,19 +84,6 @@ class MolecularDynamics:
         if self.barostat is not None:
             state = self.barostat.scale(state, self.integrator.dt)
         return self._evaluate(state)
-
-    def attach(
-        self, function: Callable[..., Any], interval: int = 1, *args: Any, **kwargs: Any
-    ) -> None:
-        """Call `function(*args, **kwargs)` at step 0 and every `interval` steps."""
-        if interval < 1:
-            raise ValueError(f"interval must be at least 1, got {interval}")
-        self.observers.append((function, interval, args, kwargs))
-
-    def _call_observers(self) -> None:
-        for function, interval, args, kwargs in self.observers:
-            if self.state.step % interval == 0:
-                function(*args, **kwargs)
 
     def write_trajectory(
         self, paths: str | Path | Sequence[str | Path], interval: int = 1

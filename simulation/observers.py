@@ -1,4 +1,4 @@
-"""Observers for batched MD: per-replica trajectory files and an energy log."""
+"""Observers for batched MD: the observer registry, per-replica trajectory files, an energy log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,29 @@ from ase.io import Trajectory
 from ase.io import write as ase_write
 from ase.io.formats import filetype
 from mlipserve.simulation.state import MDState
+
+
+class Observed:
+    """Observer registry of a driver: functions called every `interval` steps.
+
+    The driver holds `observers` (a list) and `state.step`, and calls `_call_observers()`
+    after step 0 and after every step.
+    """
+
+    observers: list[tuple[Callable[..., Any], int, tuple, dict]]
+
+    def attach(
+        self, function: Callable[..., Any], interval: int = 1, *args: Any, **kwargs: Any
+    ) -> None:
+        """Call `function(*args, **kwargs)` at step 0 and every `interval` steps."""
+        if interval < 1:
+            raise ValueError(f"interval must be at least 1, got {interval}")
+        self.observers.append((function, interval, args, kwargs))
+
+    def _call_observers(self) -> None:
+        for function, interval, args, kwargs in self.observers:
+            if self.state.step % interval == 0:
+                function(*args, **kwargs)
 
 
 class TrajectoryWriter:

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 from ase.io import write as ase_write
-from mlipserve.simulation.integrators import force_calls_per_step
+from mlipserve.simulation.integrators import check_splitting
+from mlipserve.simulation.observers import Observed
 from mlipserve.simulation.pimd.estimators import ESTIMATORS
 from mlipserve.simulation.pimd.normal_modes import NormalModes
 from mlipserve.simulation.pimd.ring_polymer import RingPolymerState, kick
@@ -52,14 +53,7 @@ class PIMDIntegrator:
     splitting: str = "BAOAB"
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.dt) or self.dt <= 0:
-            raise ValueError(f"the time step must be positive, got dt = {self.dt}")
-        if not self.splitting or set(self.splitting) - set("BAO"):
-            raise ValueError(f"splitting {self.splitting!r} may hold only the letters B, A, O")
-        if "A" not in self.splitting or "B" not in self.splitting:
-            raise ValueError(f"splitting {self.splitting!r} needs at least one A and one B")
-        if force_calls_per_step(self.splitting) != 1:
-            raise ValueError(f"splitting {self.splitting!r} needs more than one force call")
+        check_splitting(self.dt, self.splitting)
         if "O" in self.splitting and self.thermostat is None:
             raise ValueError(f"splitting {self.splitting!r} has an O step but no thermostat")
 
@@ -138,7 +132,7 @@ class PIMDLog:
         return {key: np.array(values) for key, values in self.rows.items()}
 
 
-class PathIntegralMD:
+class PathIntegralMD(Observed):
     """Drives a `PIMDIntegrator` over a `RingPolymerState` with one provider call per step.
 
     The call holds all R·P bead systems. Observers follow ASE's habit: `attach(fn, interval,
@@ -164,14 +158,6 @@ class PathIntegralMD:
         results = self.provider.evaluate(state.systems(), ("energy", "forces"))
         self.calls += 1
         return state.with_results(results)
-
-    def attach(
-        self, function: Callable[..., Any], interval: int = 1, *args: Any, **kwargs: Any
-    ) -> None:
-        """Call `function(*args, **kwargs)` at step 0 and every `interval` steps."""
-        if interval < 1:
-            raise ValueError(f"interval must be at least 1, got {interval}")
-        self.observers.append((function, interval, args, kwargs))
 
     def log(
         self, interval: int = 1, names: tuple[str, ...] = tuple(ESTIMATORS)
@@ -204,11 +190,6 @@ class PathIntegralMD:
 
         self.attach(write, interval)
         return paths
-
-    def _call_observers(self) -> None:
-        for function, interval, args, kwargs in self.observers:
-            if self.state.step % interval == 0:
-                function(*args, **kwargs)
 
     def step(self) -> RingPolymerState:
         """Advance every ring polymer by one time step (one force call)."""
