@@ -11,6 +11,7 @@ import torch
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlipserve.server.batch import SystemBatch
+from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.neighbors import batch_neighbors
 
@@ -23,11 +24,16 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(E, 3) vectors from atom i to its neighbour j, periodic images included."""
+    """(..., E, 3) vectors from atom i to its neighbour j, periodic images included.
+
+    Positions (..., A, 3) and cell (..., S, 3, 3) may carry a leading member axis.
+    """
     i, j = graph["edge_index"]
-    cell_of_edge = graph["cell"][graph["system_index"][i]]
-    shift = torch.einsum("ek,ekl->el", graph["edge_shift"], cell_of_edge)
-    return graph["positions"][j] - graph["positions"][i] + shift
+    positions, cell = graph["positions"], graph["cell"]
+    axis = positions.dim() - 2  # index_select: its backward is a fast index_add
+    cell_of_edge = cell.index_select(axis, graph["system_index"][i])
+    shift = torch.einsum("ek,...ekl->...el", graph["edge_shift"], cell_of_edge)
+    return positions.index_select(axis, j) - positions.index_select(axis, i) + shift
 
 
 def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -37,19 +43,49 @@ def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torc
 
 
 def apply_strain(positions: torch.Tensor, cell: torch.Tensor, system_index: torch.Tensor):
-    """A zero symmetric strain ε per system, applied to positions and cell: x(I + ε)."""
+    """A zero symmetric strain ε per system, applied to positions and cell: x(I + ε).
+
+    Positions (..., A, 3) and cell (..., S, 3, 3); a leading member axis gives each member
+    its own strain leaf (..., S, 3, 3).
+    """
     strain = torch.zeros_like(cell, requires_grad=True)
-    sym = 0.5 * (strain + strain.transpose(1, 2))
-    eff_positions = positions + torch.einsum("ai,aij->aj", positions, sym[system_index])
-    return strain, eff_positions, cell + torch.bmm(cell, sym)
+    sym = 0.5 * (strain + strain.transpose(-1, -2))
+    eff_positions = positions + torch.einsum("...ai,...aij->...aj", positions,
+                                             sym[..., system_index, :, :])
+    return strain, eff_positions, cell + cell @ sym
+
+
+def member_geometry(module: torch.nn.Module, positions: torch.Tensor,
+                    cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Positions (K, A, 3) and cell (K, S, 3, 3), one copy per member, for modules that
+    declare `geometry_members = K`; unchanged (shared) otherwise.
+
+    With a copy per member, one backward pass yields every member's forces and virial
+    (the members share no weights), instead of K backward passes through a K-wide graph.
+    """
+    k = int(getattr(module, "geometry_members", 0) or 0)
+    if k < 1:
+        return positions, cell, False
+    expand = (k,) + (-1,) * positions.dim()
+    return (positions.detach().expand(expand).clone(),
+            cell.detach().expand((k,) + (-1,) * cell.dim()).clone(), True)
 
 
 def member_gradients(members: torch.Tensor, positions: torch.Tensor | None,
-                     strain: torch.Tensor | None, create_graph: bool = False):
-    """Per-member -dE/dx (K, A, 3) and dE/dε (K, S, 3, 3) for energies (K, S)."""
+                     strain: torch.Tensor | None, create_graph: bool = False,
+                     per_member: bool = False):
+    """Per-member -dE/dx (K, A, 3) and dE/dε (K, S, 3, 3) for energies (K, S).
+
+    `per_member`: positions and strain already carry the member axis (see
+    `member_geometry`), so a single backward pass of Σ_k E_k gives them all.
+    """
     inputs = [t for t in (positions, strain) if t is not None]
     if not inputs:
         return None, None
+    if per_member:
+        grads = torch.autograd.grad(members.sum(), inputs, create_graph=create_graph)
+        return ((-grads[0] if positions is not None else None),
+                (grads[-1] if strain is not None else None))
     forces, virials = [], []
     k_total = members.shape[0]
     for k in range(k_total):
@@ -73,6 +109,8 @@ class TorchPotential:
     def __init__(self, module: torch.nn.Module, info: ModelInfo) -> None:
         self.device = pick_device(info.device if info.device != "auto" else None)
         self.dtype = getattr(torch, info.dtype)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # page faults on big tensors cost more than the arithmetic
         self.module = module.to(device=self.device, dtype=self.dtype).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
@@ -95,8 +133,8 @@ class TorchPotential:
             edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
         else:  # external-field models: no pair list to build
             edge_index, edge_shift = np.zeros((2, 0), np.int64), np.zeros((0, 3))
-        positions = self._tensor(batch.positions)
-        cell = self._tensor(batch.cell)
+        positions, cell, per_member = member_geometry(
+            self.module, self._tensor(batch.positions), self._tensor(batch.cell))
         system_index = self._tensor(batch.system_index, torch.long)
         with torch.enable_grad() if need_grad else torch.inference_mode():
             strain = None
@@ -121,7 +159,7 @@ class TorchPotential:
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
             forces_k, virial_k = member_gradients(
-                members, positions if need_forces else None, strain)
+                members, positions if need_forces else None, strain, per_member=per_member)
         return self._collect(batch, properties, members, out, forces_k, virial_k)
 
     def _collect(self, batch, properties, members, out, forces_k, virial_k) -> dict[str, np.ndarray]:

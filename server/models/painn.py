@@ -60,6 +60,21 @@ class EnsembleLinear(nn.Module):
         return y
 
 
+    def parts(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """The output split in n equal column blocks, each its own contiguous product."""
+        width = self.weight.shape[-1] // n
+        shape = x.shape
+        flat = x.reshape(shape[0], -1, shape[-1])
+        out = []
+        for c in range(n):
+            cols = slice(c * width, (c + 1) * width)
+            y = torch.bmm(flat, self.weight[..., cols]).reshape(*shape[:-1], width)
+            if self.bias is not None:
+                y = y + self.bias[:, cols].view(shape[0], *([1] * (len(shape) - 2)), -1)
+            out.append(y)
+        return out
+
+
 class EnsembleMLP(nn.Module):
     """Two ensemble linear layers with a SiLU between."""
 
@@ -88,11 +103,21 @@ class Interaction(nn.Module):
         self.norm = 1.0 / cfg.avg_neighbors
 
     def forward(self, s, v, rbf, unit, i, j):
-        """One message pass (sum over neighbours j of i) and one update."""
+        """One message pass (sum over neighbours j of i) and one update; v None: all zero.
+
+        Edge tensors dominate the cost, so the three message channels stay separate
+        contiguous (K, E, F) tensors, the 1/avg_neighbors factor is applied per atom before
+        the gather, and a zero v (first layer) skips its neighbour term.
+        """
         f = self.features
-        x = self.phi(s)[:, j] * self.filter(rbf) * self.norm  # (K, E, 3F)
-        ds, dvv, dvs = x.split(f, dim=-1)
-        msg_v = v[:, j] * dvv.unsqueeze(2) + dvs.unsqueeze(2) * unit[None, :, :, None]
+        phi = self.phi(s) * self.norm  # (K, A, 3F): per-atom, cheap
+        ds, dvv, dvs = (phi[..., c * f:(c + 1) * f].index_select(1, j) * w
+                        for c, w in enumerate(self.filter.parts(rbf, 3)))  # (K, E, F) each
+        msg_v = dvs.unsqueeze(2) * unit.unsqueeze(-1)  # (K, E, 3, F)
+        if v is not None:
+            msg_v = msg_v + v.index_select(1, j) * dvv.unsqueeze(2)
+        else:
+            v = s.new_zeros(s.shape[0], s.shape[1], 3, f)
         s = s.index_add(1, i, ds)
         v = v.index_add(1, i, msg_v)
         u, w = self.mix_u(v), self.mix_v(v)  # (K, A, 3, F)
@@ -111,6 +136,8 @@ class PaiNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Parameter(torch.randn(cfg.members, cfg.max_z + 1, cfg.features))
+        # members that take their own copy of the geometry (one backward pass for all)
+        self.geometry_members = cfg.members
         self.layers = nn.ModuleList(Interaction(cfg) for _ in range(cfg.layers))
         self.readout = EnsembleMLP(cfg.members, cfg.features, cfg.features, 1)
         # per-element reference energy (eV/atom, fitted before training) and an energy scale
@@ -124,17 +151,24 @@ class PaiNN(nn.Module):
         return self.cfg.cutoff
 
     def forward(self, graph: dict) -> dict[str, torch.Tensor]:
-        """Per-member energies of every system and atom."""
+        """Per-member energies of every system and atom.
+
+        Positions (A, 3) are shared by all members; positions (K, A, 3) give each member
+        its own copy, so that one backward pass yields every member's forces.
+        """
         i, j = graph["edge_index"]
+        k = self.cfg.members
         vec = edge_vectors(graph)
+        if vec.dim() == 2:
+            vec = vec.expand(k, -1, -1)
         r = vec.norm(dim=-1)
-        unit = vec / r.unsqueeze(-1)
+        unit = vec / r.unsqueeze(-1)  # (K, E, 3)
         d = r / self.cfg.cutoff
         rbf = torch.sin(self.frequencies * d.unsqueeze(-1)) / d.unsqueeze(-1)
-        rbf = (rbf * envelope(d).unsqueeze(-1)).expand(self.cfg.members, -1, -1)
+        rbf = rbf * envelope(d).unsqueeze(-1)  # (K, E, R)
         z = graph["numbers"]
         s = self.embedding[:, z]  # (K, A, F)
-        v = s.new_zeros(s.shape[0], s.shape[1], 3, s.shape[2])
+        v = None  # vector features start at zero
         for layer in self.layers:
             s, v = layer(s, v, rbf, unit, i, j)
         energies = self.readout(s).squeeze(-1) * self.scale + self.shift[z]

@@ -14,7 +14,9 @@ import torch
 from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlipserve.server.models.autograd import apply_strain, member_gradients, pick_device
+from mlipserve.server.models.autograd import (apply_strain, member_geometry, member_gradients,
+                                               pick_device)
+from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.training.data import GraphCache, element_shifts, split_indices
 from mlipserve.server.training.report import evaluate_split, write_plots
@@ -54,12 +56,14 @@ class TrainResult:
 
 def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
     """Energies (K, S), forces (K, A, 3) and stress (K, S, 3, 3) of a training batch."""
-    positions = g["positions"].clone().requires_grad_(True)
-    strain, eff_pos, eff_cell = (apply_strain(positions, g["cell"], g["system_index"])
-                                 if need_stress else (None, positions, g["cell"]))
+    positions, cell, per_member = member_geometry(module, g["positions"], g["cell"])
+    positions = positions.clone().requires_grad_(True)
+    strain, eff_pos, eff_cell = (apply_strain(positions, cell, g["system_index"])
+                                 if need_stress else (None, positions, cell))
     graph = {**g, "positions": eff_pos, "cell": eff_cell}
     energy = module(graph)["energy"]
-    forces, virial = member_gradients(energy, positions, strain, create_graph=create_graph)
+    forces, virial = member_gradients(energy, positions, strain, create_graph=create_graph,
+                                      per_member=per_member)
     stress = virial / g["volume"][None, :, None, None] if virial is not None else None
     return energy, forces, stress
 
@@ -94,6 +98,8 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device(None if cfg.device == "auto" else cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     dtype = getattr(torch, cfg.dtype)
     train_idx, val_idx, test_idx = split_indices(len(structures), cfg.split, cfg.seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
