@@ -6,6 +6,9 @@ strain ε applied to positions and cell) are derived; models only return energie
 
 from __future__ import annotations
 
+import os
+from functools import partial
+
 import numpy as np
 import torch
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -55,20 +58,31 @@ def apply_strain(positions: torch.Tensor, cell: torch.Tensor, system_index: torc
     return strain, eff_positions, cell + cell @ sym
 
 
-def member_geometry(module: torch.nn.Module, positions: torch.Tensor,
+def geometry_members(module: torch.nn.Module) -> int:
+    """K for modules whose members each take their own copy of the geometry; 0 otherwise."""
+    return int(getattr(module, "geometry_members", 0) or 0)
+
+
+def member_geometry(members: int, positions: torch.Tensor,
                     cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Positions (K, A, 3) and cell (K, S, 3, 3), one copy per member, for modules that
-    declare `geometry_members = K`; unchanged (shared) otherwise.
+    """Positions (K, A, 3) and cell (K, S, 3, 3), one copy per member (members ≥ 1);
+    unchanged (shared by all members) for members = 0.
 
     With a copy per member, one backward pass yields every member's forces and virial
     (the members share no weights), instead of K backward passes through a K-wide graph.
     """
-    k = int(getattr(module, "geometry_members", 0) or 0)
-    if k < 1:
+    if members < 1:
         return positions, cell, False
-    expand = (k,) + (-1,) * positions.dim()
-    return (positions.detach().expand(expand).clone(),
-            cell.detach().expand((k,) + (-1,) * cell.dim()).clone(), True)
+    return (positions.detach().expand((members,) + positions.shape).clone(),
+            cell.detach().expand((members,) + cell.shape).clone(), True)
+
+
+def member_chunks(members: int, n_edges: int, budget: int) -> list[tuple[int, int] | None]:
+    """Member ranges per pass so that members × edges stays within `budget` ([None]: all)."""
+    per_pass = max(1, budget // max(n_edges, 1))
+    if members <= 1 or per_pass >= members:
+        return [None]
+    return [(a, min(a + per_pass, members)) for a in range(0, members, per_pass)]
 
 
 def member_gradients(members: torch.Tensor, positions: torch.Tensor | None,
@@ -103,8 +117,13 @@ class TorchPotential:
     """Evaluator around an `nn.Module` mapping a graph dict to energies.
 
     The module's `forward(graph)` returns {"energy": (S,) or (K, S), "energies": (A,) or
-    (K, A)}; a leading K axis marks an ensemble.
+    (K, A)}; a leading K axis marks an ensemble. A module with `geometry_members = K` takes
+    positions (K, A, 3) and cell (K, S, 3, 3), one copy per member; one that also has
+    `member_parameters(start, stop)` is evaluated a slice of members at a time when
+    members × edges exceeds `member_edges_per_pass` (peak memory of one pass).
     """
+
+    member_edges_per_pass = int(os.environ.get("MLIPSERVE_MEMBER_EDGES_PER_PASS", "1000000"))
 
     def __init__(self, module: torch.nn.Module, info: ModelInfo) -> None:
         self.device = pick_device(info.device if info.device != "auto" else None)
@@ -126,43 +145,60 @@ class TorchPotential:
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
         """Energies from the module; forces and stress by autograd; ensemble mean and std."""
-        need_forces = "forces" in properties
-        need_stress = "stress" in properties
-        need_grad = need_forces or need_stress
         if getattr(self.module, "needs_neighbors", True):
             edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
         else:  # external-field models: no pair list to build
             edge_index, edge_shift = np.zeros((2, 0), np.int64), np.zeros((0, 3))
-        positions, cell, per_member = member_geometry(
-            self.module, self._tensor(batch.positions), self._tensor(batch.cell))
-        system_index = self._tensor(batch.system_index, torch.long)
-        with torch.enable_grad() if need_grad else torch.inference_mode():
+        graph = {
+            "numbers": self._tensor(batch.numbers, torch.long),
+            "pbc": self._tensor(batch.pbc, torch.bool),
+            "system_index": self._tensor(batch.system_index, torch.long),
+            "n_systems": batch.n_systems,
+            "edge_index": self._tensor(edge_index, torch.long),
+            "edge_shift": self._tensor(edge_shift),
+            "conditions": {k: self._tensor(v) for k, v in batch.conditions.items()},
+        }
+        chunks = [None]
+        if hasattr(self.module, "member_parameters"):
+            chunks = member_chunks(geometry_members(self.module), edge_index.shape[1],
+                                   self.member_edges_per_pass)
+        passes = [self._members_pass(graph, self._tensor(batch.positions),
+                                     self._tensor(batch.cell), properties, chunk)
+                  for chunk in chunks]
+        parts = [None if p[0] is None else torch.cat(p) for p in zip(*passes)]
+        return self._collect(batch, properties, *parts)
+
+    def _members_pass(self, graph: dict, positions: torch.Tensor, cell: torch.Tensor,
+                      properties: frozenset[str], chunk: tuple[int, int] | None):
+        """Energies (k, S), per-atom energies (k, A), forces (k, A, 3) and virials
+        (k, S, 3, 3) of the members in `chunk` (all members when None)."""
+        need_forces = "forces" in properties
+        need_stress = "stress" in properties
+        if chunk is None:
+            call, k = self.module, geometry_members(self.module)
+        else:
+            params = self.module.member_parameters(*chunk)
+            call, k = partial(torch.func.functional_call, self.module, params), chunk[1] - chunk[0]
+        positions, cell, per_member = member_geometry(k, positions, cell)
+        with torch.enable_grad() if need_forces or need_stress else torch.inference_mode():
             strain = None
             if need_forces:
                 positions.requires_grad_(True)
             if need_stress:
-                strain, eff_positions, eff_cell = apply_strain(positions, cell, system_index)
+                strain, eff_positions, eff_cell = apply_strain(positions, cell,
+                                                               graph["system_index"])
             else:
                 eff_positions, eff_cell = positions, cell
-            graph = {
-                "positions": eff_positions,
-                "numbers": self._tensor(batch.numbers, torch.long),
-                "cell": eff_cell,
-                "pbc": self._tensor(batch.pbc, torch.bool),
-                "system_index": system_index,
-                "n_systems": batch.n_systems,
-                "edge_index": self._tensor(edge_index, torch.long),
-                "edge_shift": self._tensor(edge_shift),
-                "conditions": {k: self._tensor(v) for k, v in batch.conditions.items()},
-            }
-            out = self.module(graph)
+            out = call({**graph, "positions": eff_positions, "cell": eff_cell})
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
             forces_k, virial_k = member_gradients(
                 members, positions if need_forces else None, strain, per_member=per_member)
-        return self._collect(batch, properties, members, out, forces_k, virial_k)
+        per_atom = out["energies"]
+        per_atom = per_atom if per_atom.dim() == 2 else per_atom.unsqueeze(0)
+        return members.detach(), per_atom.detach(), forces_k, virial_k
 
-    def _collect(self, batch, properties, members, out, forces_k, virial_k) -> dict[str, np.ndarray]:
+    def _collect(self, batch, properties, members, atom_energies_k, forces_k, virial_k) -> dict[str, np.ndarray]:
         def np64(t: torch.Tensor) -> np.ndarray:
             return t.detach().to("cpu", torch.float64).numpy()
 
@@ -184,6 +220,5 @@ class TorchPotential:
             stress = np64(virial_k).mean(0) / volume[:, None, None]
             result["stress"] = full_3x3_to_voigt_6_stress(stress)
         if "energies" in properties:
-            per_atom = out["energies"]
-            result["energies"] = np64(per_atom if per_atom.dim() == 1 else per_atom.mean(0))
+            result["energies"] = np64(atom_energies_k.mean(0))
         return result

@@ -150,6 +150,11 @@ class PaiNN(nn.Module):
         """Cutoff radius (Å)."""
         return self.cfg.cutoff
 
+    def member_parameters(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """Parameters of members start..stop-1 (every parameter has the member axis first),
+        for `torch.func.functional_call`: a pass over a slice of the ensemble."""
+        return {name: p[start:stop] for name, p in self.named_parameters()}
+
     def forward(self, graph: dict) -> dict[str, torch.Tensor]:
         """Per-member energies of every system and atom.
 
@@ -157,7 +162,7 @@ class PaiNN(nn.Module):
         its own copy, so that one backward pass yields every member's forces.
         """
         i, j = graph["edge_index"]
-        k = self.cfg.members
+        k = self.embedding.shape[0]  # members in this pass (see member_parameters)
         vec = edge_vectors(graph)
         if vec.dim() == 2:
             vec = vec.expand(k, -1, -1)

@@ -14,8 +14,8 @@ import torch
 from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlipserve.server.models.autograd import (apply_strain, member_geometry, member_gradients,
-                                               pick_device)
+from mlipserve.server.models.autograd import (apply_strain, geometry_members, member_geometry,
+                                               member_gradients, pick_device)
 from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.training.data import GraphCache, element_shifts, split_indices
@@ -56,7 +56,8 @@ class TrainResult:
 
 def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
     """Energies (K, S), forces (K, A, 3) and stress (K, S, 3, 3) of a training batch."""
-    positions, cell, per_member = member_geometry(module, g["positions"], g["cell"])
+    positions, cell, per_member = member_geometry(geometry_members(module), g["positions"],
+                                                  g["cell"])
     positions = positions.clone().requires_grad_(True)
     strain, eff_pos, eff_cell = (apply_strain(positions, cell, g["system_index"])
                                  if need_stress else (None, positions, cell))
