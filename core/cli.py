@@ -63,7 +63,9 @@ def serve(
 
     # torch's idle OpenMP threads would otherwise spin, taking CPU from clients on this box
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from mlipserve.server.memory import keep_freed_memory
 
+    keep_freed_memory()  # before any thread starts: they must share the tuned main arena
     from mlipserve.server.app import serve as run
     from mlipserve.server.config import Settings
     from mlipserve.server.logs import setup_logging

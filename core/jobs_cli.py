@@ -84,7 +84,10 @@ def worker(
     import threading
 
     from mlipserve.server.config import Settings
+    from mlipserve.server.memory import keep_freed_memory
     from mlipserve.server.queue.worker import Worker
+
+    keep_freed_memory()  # before the worker threads start (see mlipserve.server.memory)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overrides = {k: v for k, v in (("redis_url", redis_url), ("data_dir", data_dir)) if v}

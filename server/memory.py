@@ -16,6 +16,7 @@ import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 _applied: bool | None = None
 
 
@@ -40,6 +41,9 @@ def keep_freed_memory(enabled: bool | None = None) -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    # no mmap-served blocks; -1 disables trimming of the heap top (mallopt(3))
-    _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
+    # no mmap-served blocks; -1 disables trimming of the heap top (mallopt(3)); one arena:
+    # a thread's own arena grows in 64 MB mmap'd heaps, which big tensors cannot use, so
+    # the compute thread of the batcher would run 3-4x slower than the main thread
+    _applied = (bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
+                and bool(mallopt(M_ARENA_MAX, 1)))
     return _applied
