@@ -194,9 +194,10 @@ class TorchPotential:
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
             forces_k, virial_k = member_gradients(
                 members, positions if need_forces else None, strain, per_member=per_member)
-        per_atom = out["energies"]
-        per_atom = per_atom if per_atom.dim() == 2 else per_atom.unsqueeze(0)
-        return members.detach(), per_atom.detach(), forces_k, virial_k
+        per_atom = out.get("energies")  # absent for per-system models
+        if per_atom is not None:
+            per_atom = (per_atom if per_atom.dim() == 2 else per_atom.unsqueeze(0)).detach()
+        return members.detach(), per_atom, forces_k, virial_k
 
     def _collect(self, batch, properties, members, atom_energies_k, forces_k, virial_k) -> dict[str, np.ndarray]:
         def np64(t: torch.Tensor) -> np.ndarray:

@@ -161,7 +161,11 @@ def plot_vacancy_histogram(result: VacancyResult, path: str | Path, bins: int = 
     series = [("unrelaxed", result.unrelaxed)]
     if result.relaxed is not None:
         series.append(("relaxed", result.relaxed))
-    edges = np.histogram_bin_edges(np.concatenate([v for _, v in series]), bins=bins)
+    values_all = np.concatenate([v for _, v in series])
+    lo, hi = float(values_all.min()), float(values_all.max())
+    if hi - lo < 1e-3:  # equivalent sites (pure metal): rounding-level spread, one bar
+        lo, hi = lo - 0.05, hi + 0.05
+    edges = np.histogram_bin_edges(values_all, bins=bins, range=(lo, hi))
     for name, values in series:
         ax.hist(values, bins=edges, alpha=0.6,
                 label=f"{name}: mean {values.mean():.3f}, std {values.std():.3f} eV")
