@@ -113,6 +113,19 @@ def member_gradients(members: torch.Tensor, positions: torch.Tensor | None,
     return (torch.stack(forces) if forces else None), (torch.stack(virials) if virials else None)
 
 
+def _edges_per_pass_setting() -> int:
+    """MLIPSERVE_MEMBER_EDGES_PER_PASS (default 1,000,000), a positive integer."""
+    raw = os.environ.get("MLIPSERVE_MEMBER_EDGES_PER_PASS", "1000000")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"MLIPSERVE_MEMBER_EDGES_PER_PASS must be a positive integer "
+                         f"(members x edges per pass), not {raw!r}")
+    return value
+
+
 class TorchPotential:
     """Evaluator around an `nn.Module` mapping a graph dict to energies.
 
@@ -123,13 +136,13 @@ class TorchPotential:
     members × edges exceeds `member_edges_per_pass` (peak memory of one pass).
     """
 
-    member_edges_per_pass = int(os.environ.get("MLIPSERVE_MEMBER_EDGES_PER_PASS", "1000000"))
 
     def __init__(self, module: torch.nn.Module, info: ModelInfo) -> None:
         self.device = pick_device(info.device if info.device != "auto" else None)
         self.dtype = getattr(torch, info.dtype)
         if self.device.type == "cpu":
             keep_freed_memory()  # page faults on big tensors cost more than the arithmetic
+        self.member_edges_per_pass = _edges_per_pass_setting()
         self.module = module.to(device=self.device, dtype=self.dtype).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)

@@ -101,3 +101,9 @@ def test_member_chunks_follow_the_budget():
     assert member_chunks(4, 100, 300) == [(0, 3), (3, 4)]
     assert member_chunks(4, 100, 10) == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert member_chunks(1, 10**9, 1) == [None]
+
+
+def test_bad_edges_per_pass_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("MLIPSERVE_MEMBER_EDGES_PER_PASS", "lots")
+    with pytest.raises(ValueError, match="MLIPSERVE_MEMBER_EDGES_PER_PASS must be a positive"):
+        provider(PaiNN(CFG), CFG.members)
