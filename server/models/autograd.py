@@ -175,8 +175,8 @@ class TorchPotential:
         if hasattr(self.module, "member_parameters"):
             chunks = member_chunks(geometry_members(self.module), edge_index.shape[1],
                                    self.member_edges_per_pass)
-        passes = [self._members_pass(graph, self._tensor(batch.positions),
-                                     self._tensor(batch.cell), properties, chunk)
+        positions, cell = self._tensor(batch.positions), self._tensor(batch.cell)
+        passes = [self._members_pass(graph, positions, cell, properties, chunk)
                   for chunk in chunks]
         parts = [None if p[0] is None else torch.cat(p) for p in zip(*passes)]
         return self._collect(batch, properties, *parts)

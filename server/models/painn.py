@@ -52,13 +52,7 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-member x @ W_k (+ b_k)."""
-        shape = x.shape
-        y = torch.bmm(x.reshape(shape[0], -1, shape[-1]), self.weight)
-        y = y.reshape(*shape[:-1], self.weight.shape[-1])
-        if self.bias is not None:
-            y = y + self.bias.view(shape[0], *([1] * (len(shape) - 2)), -1)
-        return y
-
+        return self.parts(x, 1)[0]
 
     def parts(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:
         """The output split in n equal column blocks, each its own contiguous product."""
