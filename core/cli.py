@@ -24,9 +24,12 @@ _mount_simulation_commands()
 
 
 def _mount_queue_commands() -> None:
-    from mlipserve.jobs_cli import jobs_app, worker
+    from mlipserve.jobs_cli import datasets_app, jobs_app, worker
+    from mlipserve.labellers_cli import labellers_app
 
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(datasets_app, name="datasets")
+    app.add_typer(labellers_app, name="labellers")
     app.command("worker")(worker)
 
 

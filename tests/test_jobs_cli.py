@@ -36,3 +36,30 @@ def test_jobs_commands_round_trip(tmp_path):
         assert bad.returncode == 1 and "params.structures" in bad.stdout
     finally:
         srv.stop()
+
+
+def test_jobs_cli_refuses_import_paths_and_dataset_paths_and_shares(tmp_path):
+    frames = tmp_path / "one.extxyz"
+    ase.io.write(frames, [bulk("Cu", cubic=True)])
+    marker = tmp_path / "pwned"
+    srv = ServerThread(Settings(port=0, models=["lj"], data_dir=tmp_path))
+    try:
+        url = ["--url", srv.rest_url]
+        popen = json.dumps({"dataset": "cli", "labeller": "ase:subprocess.Popen",
+                            "settings": {"args": ["touch", str(marker)]}})
+        out = cli("jobs", "submit", "label", "--structures", str(frames), "--params", popen, *url)
+        assert out.returncode == 1 and "403" in out.stdout, out.stdout + out.stderr
+        assert "params.labeller 'ase:subprocess.Popen' is not enabled" in out.stdout
+        for dataset in ("/tmp/x.db", "../x"):
+            out = cli("jobs", "submit", "label", "--structures", str(frames), "--params",
+                      json.dumps({"dataset": dataset}), *url)
+            assert out.returncode == 1 and "params.dataset" in out.stdout, out.stdout
+        assert not marker.exists() and not list(tmp_path.rglob("x.db"))
+        shared = cli("datasets", "share", "default", "cli", "--with", "lab-b,lab-c", *url)
+        assert shared.returncode == 0 and "default:cli shared with: lab-b, lab-c" in shared.stdout
+        listed = cli("datasets", "shares", *url)
+        assert "default:cli" in listed.stdout and "lab-b, lab-c" in listed.stdout
+        bad = cli("datasets", "share", "default", "..", *url)
+        assert bad.returncode == 1 and "not a dataset name" in bad.stdout
+    finally:
+        srv.stop()

@@ -13,6 +13,9 @@ NAMES = ("emt", "xtb", "pyscf", "ase:<module>.<Class>")
 def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
     """A labeller for any ASE calculator named by import path, made with `settings` as kwargs.
 
+    A trusted, in-process API: queue jobs reach it only through the operator's
+    `mlipserve.server.labellers.policy`, which lists the paths and settings jobs may use.
+
     This is how the lab's plane-wave codes are used, e.g.
     ``make_labeller("ase:ase.calculators.vasp.Vasp", xc="PBE", encut=520, kpts=(4, 4, 4))`` or
     ``make_labeller("ase:ase.calculators.espresso.Espresso", pseudopotentials={...}, ...)``.
@@ -32,9 +35,14 @@ def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r} for labeller 'ase:{path}': "
                          f"{exc}") from exc
+    from ase.calculators.calculator import BaseCalculator
+
     cls = getattr(module, class_name, None)
     if cls is None or not callable(cls):
         raise ValueError(f"module {module_name!r} has no calculator class {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, BaseCalculator)):
+        raise ValueError(f"'ase:{path}' is not an ASE calculator class (a subclass of "
+                         f"ase.calculators.calculator.BaseCalculator)")
     version = package_version(module_name.split(".")[0])
     try:
         calc = cls(**settings)  # fail now, at configuration time, on bad keyword arguments

@@ -28,17 +28,52 @@ class JobContext:
         """The model store directory."""
         return Path(self.env["store_dir"])
 
-    def dataset_url(self, name: str) -> str:
-        """A dataset name → its ase.db location (a URL or path is used as given)."""
-        if not name:
-            raise JobError("a dataset name is required")
-        if "://" in name or name.endswith(".db"):
-            return name
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise JobError(f"dataset name {name!r} may hold only letters, digits, - and _")
-        folder = self.data_dir / "datasets"
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder / f"{name}.db")
+    @property
+    def caller(self):
+        """Who the job runs for: its owner tenant and the role of the key that submitted it."""
+        from mlipserve.server.queue.params import Caller
+
+        return Caller(self.record.owner, self.record.role)
+
+    def checked_params(self) -> dict:
+        """The job's parameters, checked again here against the operator's labeller policy
+        and the dataset rules (a job put on the queue by other means gets no further)."""
+        from mlipserve.server.labellers.policy import PolicyError, load_policy
+        from mlipserve.server.queue.datasets import DatasetError, ShareBook
+        from mlipserve.server.queue.params import ParamError, check_job
+
+        try:
+            return check_job(self.record.kind, self.record.params, self.caller,
+                             load_policy(self.store_dir), ShareBook(self.store_dir))
+        except (ParamError, PolicyError, DatasetError) as err:
+            raise JobError(f"refused: {err}") from None
+
+    def labeller(self, name: str, settings: dict | None):
+        """The labeller the operator's policy allows for `name` with `settings`."""
+        from mlipserve.server.labellers.policy import PolicyError, load_policy
+
+        try:
+            return load_policy(self.store_dir).make(name, settings)
+        except PolicyError as err:
+            raise JobError(f"refused: {err}") from None
+        except ValueError as err:
+            raise JobError(f"bad label parameters: {err}") from None
+
+    def dataset_url(self, ref: str, param: str = "params.dataset") -> str:
+        """The location of dataset `ref` ("name" or "owner:name") if this job may use it."""
+        from mlipserve.server.queue.datasets import (
+            DatasetError,
+            ShareBook,
+            authorize,
+            dataset_location,
+        )
+
+        try:
+            target = authorize(ref, self.caller.tenant, self.caller.role,
+                               ShareBook(self.store_dir), param)
+            return dataset_location(self.data_dir, target, self.env.get("dataset_db", ""))
+        except DatasetError as err:
+            raise JobError(f"refused: {err}") from None
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1] (and log a line when given)."""

@@ -32,6 +32,7 @@ class JobRecord:
     kind: str
     owner: str
     params: dict
+    role: str = "user"  # of the key that submitted it; records without one are treated as a user's
     state: str = "queued"
     progress: float = 0.0
     logs: list[str] = field(default_factory=list)
@@ -76,13 +77,13 @@ class JobStore:
         self.storage = open_storage(url, name)
 
     # -- records -------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict, owner: str = "default", *, max_attempts: int = 3,
-               time_limit_s: float = 600.0) -> JobRecord:
-        """Record a new job and put it on the queue."""
+    def submit(self, kind: str, params: dict, owner: str = "default", *, role: str = "user",
+               max_attempts: int = 3, time_limit_s: float = 600.0) -> JobRecord:
+        """Record a new job and put it on the queue (the worker checks its params again)."""
         if max_attempts < 1 or time_limit_s <= 0:
             raise ValueError("max_attempts must be ≥ 1 and time_limit_s > 0")
         record = JobRecord(id=uuid.uuid4().hex[:16], kind=kind, owner=owner, params=params,
-                           max_attempts=max_attempts, time_limit_s=time_limit_s)
+                           role=role, max_attempts=max_attempts, time_limit_s=time_limit_s)
         self.put(record)
         self.enqueue(record.id, record.attempts)
         return record

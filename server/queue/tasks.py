@@ -15,17 +15,17 @@ from mlipserve.server.queue.payload import atoms_from_dict
 def label(ctx: JobContext, params: dict) -> dict:
     """Label structures with a reference method and add them to a dataset (once per structure).
 
-    params: structures (list of atoms dicts), labeller (name, default "emt"), settings (dict),
-    dataset (name or ase.db URL/path).
+    params: structures (list of atoms dicts), labeller (a name the operator's policy enables,
+    default "emt"), settings (those the policy lets jobs choose), dataset ("name" of the
+    job's tenant, or "owner:name" shared with it).
     """
     from mlipserve.server.dataset import Dataset, structure_hash
-    from mlipserve.server.labellers import make_labeller
 
     try:
         structures = [atoms_from_dict(s) for s in params["structures"]]
-        labeller = make_labeller(params.get("labeller", "emt"), **(params.get("settings") or {}))
     except (KeyError, TypeError, ValueError) as err:
         raise JobError(f"bad label parameters: {err}") from err
+    labeller = ctx.labeller(params.get("labeller", "emt"), params.get("settings"))
     if not structures:
         raise JobError("no structures to label")
     stored, skipped, failed = [], 0, []
@@ -55,8 +55,9 @@ def label(ctx: JobContext, params: dict) -> dict:
 def retrain(ctx: JobContext, params: dict) -> dict:
     """Warm-start the model on a snapshot of the dataset; store a candidate version (not default).
 
-    params: model, dataset, base_version (default: the store's default), epochs, seed,
-    max_minutes, lr, batch_size, energy_weight/forces_weight/stress_weight.
+    params: model, dataset ("name" or "owner:name"), base_version (default: the store's
+    default), epochs, seed, max_minutes, lr, batch_size, energy_weight/forces_weight/
+    stress_weight, patience (bounded in `mlipserve.server.queue.params`).
     """
     from mlipserve.server.dataset import Dataset
     from mlipserve.server.store import ModelStore, StoreError
@@ -106,7 +107,7 @@ def evaluate(ctx: JobContext, params: dict) -> dict:
 
     store = ModelStore(ctx.store_dir)
     name, candidate = _required(params, "model"), _required(params, "candidate")
-    with Dataset(ctx.dataset_url(_required(params, "holdout"))) as data:
+    with Dataset(ctx.dataset_url(_required(params, "holdout"), "params.holdout")) as data:
         held_out = data.rows(params.get("holdout_version"))
     if not held_out:
         raise JobError("the held-out set is empty")
@@ -129,14 +130,18 @@ def promote(ctx: JobContext, params: dict) -> dict:
 
     params: those of `evaluate`, plus tolerance.
     """
-    from mlipserve.server.store import ModelStore
+    from mlipserve.server.store import ModelStore, StoreError
 
     tolerance = float(params.get("tolerance", 0.05))
     if tolerance < 0:
         raise JobError("tolerance must be ≥ 0")
     store = ModelStore(ctx.store_dir)
     name, candidate = _required(params, "model"), _required(params, "candidate")
-    if store.default_version(name) == candidate:
+    try:
+        current = store.default_version(name)
+    except StoreError as err:
+        raise JobError(str(err)) from err
+    if current == candidate:
         return {"model": name, "promoted": True, "version": candidate, "note": "already default"}
     report = evaluate(ctx, params)
     new = report["candidate_metrics"]["force_mae_mev_per_A"]

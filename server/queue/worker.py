@@ -36,12 +36,20 @@ class WorkerConfig:
     queue_url: str
     data_dir: str
     store_dir: str = ""
+    dataset_db: str = ""  # operator's PostgreSQL template for datasets ({tenant}, {name})
     policy: LeasePolicy = field(default_factory=LeasePolicy)
     poll_s: float = 0.25
 
+    def __post_init__(self) -> None:
+        if self.dataset_db and not (self.dataset_db.startswith(("postgresql://", "postgres://"))
+                                    and "{tenant}" in self.dataset_db
+                                    and "{name}" in self.dataset_db):
+            raise ValueError("dataset_db must be a postgresql:// URL template holding {tenant} "
+                             "and {name}, e.g. postgresql://db-host/ds_{tenant}_{name}")
+
     def job_env(self) -> dict:
         """What a job's context is told about the installation."""
-        return {"data_dir": self.data_dir,
+        return {"data_dir": self.data_dir, "dataset_db": self.dataset_db,
                 "store_dir": self.store_dir or os.path.join(self.data_dir, "models")}
 
 
@@ -128,7 +136,8 @@ class Worker:
 
 
 _PRELOAD = ["mlipserve.server.queue.tasks", "mlipserve.server.queue.context",
-            "mlipserve.server.dataset", "mlipserve.server.labellers"]
+            "mlipserve.server.queue.params", "mlipserve.server.dataset",
+            "mlipserve.server.labellers", "mlipserve.server.labellers.policy"]
 
 
 def job_process_context():
@@ -181,7 +190,7 @@ def child_main(queue_url: str, job_id: str, env: dict, worker_pid: int | None = 
         job = JOBS.get(record.kind)
         if job is None:
             raise JobError(f"unknown job kind {record.kind!r}; known: {sorted(JOBS)}")
-        result = job(ctx, record.params)
+        result = job(ctx, ctx.checked_params())  # the same checks as at submission, again
     except JobError as err:
         store.update(job_id, error=str(err))
         store.log(job_id, f"failed: {err}")

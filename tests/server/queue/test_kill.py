@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from ase.build import bulk
 from mlipserve.server.dataset import Dataset
+from mlipserve.server.labellers.policy import LabellerEntry, LabellerPolicy, save_policy
 from mlipserve.server.queue.jobstore import JobStore
 from mlipserve.server.queue.payload import atoms_to_dict
 
@@ -39,8 +40,16 @@ def label_params(n: int = 3, delay: float = 2.0, plain: bool = False) -> dict:
             "dataset": "killtest"}
 
 
+def enable_slow_emt(data_dir: Path) -> None:
+    """The operator's step: let jobs use the slow test calculator (delay ≤ 10 s)."""
+    policy = LabellerPolicy()
+    policy.labellers[SLOW] = LabellerEntry.model_validate(
+        {"user": {"delay": {"type": "float", "min": 0, "max": 10}}})
+    save_policy(data_dir / "models", policy)
+
+
 def rows(data_dir: Path) -> int:
-    path = data_dir / "datasets" / "killtest.db"
+    path = data_dir / "datasets" / "default" / "killtest.db"
     if not path.exists():
         return 0
     with Dataset(path) as data:
@@ -57,7 +66,7 @@ def wait_for(predicate, timeout: float, what: str) -> float:
 
 
 def check_exactly_once(data_dir: Path, n: int) -> None:
-    with Dataset(data_dir / "datasets" / "killtest.db") as data:
+    with Dataset(data_dir / "datasets" / "default" / "killtest.db") as data:
         stored = data.rows()
     hashes = [a.info["structure_hash"] for a in stored]
     assert len(stored) == n and len(set(hashes)) == n
@@ -69,6 +78,7 @@ def test_sigkill_worker_on_redis_with_default_lease(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLIPSERVE_REDIS_URL": queue,
            "MLIPSERVE_DATA_DIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "mlipserve.cli", "worker"]
+    enable_slow_emt(tmp_path)
     job = store.submit("label", label_params())
     first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -104,6 +114,7 @@ def test_sigkill_embedded_server_mid_label(tmp_path):
     env = {"MLIPSERVE_DATA_DIR": str(tmp_path), "MLIPSERVE_LEASE_TTL_S": "4",
            "MLIPSERVE_HEARTBEAT_S": "1", "MLIPSERVE_REAP_EVERY_S": "1", "PYTHONPATH": str(ROOT)}
     port = free_port()
+    enable_slow_emt(tmp_path)
     server = ServerProcess(port, "--models", "lj", env=env)
     try:
         reply = httpx.post(f"{server.rest_url}/v1/jobs", json={

@@ -71,7 +71,7 @@ def lab(tmp_path_factory):
 
 def run(lab, kind: str, params: dict) -> dict:
     _, _, jobs, worker = lab
-    job = jobs.submit(kind, params, owner="ops")
+    job = jobs.submit(kind, params, owner="ops", role="admin")
     worker.run(max_jobs=1)
     record = jobs.get(job.id)
     assert record.state == "done", (record.error, record.logs)

@@ -9,6 +9,7 @@ import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from mlipserve.server.dataset import Dataset
+from mlipserve.server.labellers.policy import LabellerEntry, LabellerPolicy, save_policy
 from mlipserve.server.queue.jobstore import JobStore
 from mlipserve.server.queue.lease import LeasePolicy
 from mlipserve.server.queue.payload import atoms_to_dict
@@ -27,6 +28,11 @@ def structures(n: int, seed: int = 0):
 
 
 def config(queue_url: str, tmp_path) -> WorkerConfig:
+    """A fast worker whose operator enabled the slow EMT test calculator (delay ≤ 60 s)."""
+    policy = LabellerPolicy()
+    policy.labellers["ase:tests.server.queue.slow_emt.SlowEMT"] = LabellerEntry.model_validate(
+        {"user": {"delay": {"type": "float", "min": 0, "max": 60}}})
+    save_policy(tmp_path / "models", policy)
     return WorkerConfig(queue_url=queue_url, data_dir=str(tmp_path), policy=FAST, poll_s=0.05)
 
 
@@ -42,7 +48,7 @@ def test_label_job_stores_each_structure_once_with_emt_values(queue_url, tmp_pat
     assert one.state == "done", one.logs
     assert len(one.result["stored"]) == 3 and one.result["already_present"] == 0
     assert two.state == "done" and two.result["already_present"] == 3 and not two.result["stored"]
-    with Dataset(tmp_path / "datasets" / "cu.db") as data:
+    with Dataset(tmp_path / "datasets" / "lab" / "cu.db") as data:
         rows = data.rows()
     assert len(rows) == 3
     for ref, row in zip(frames, rows):
@@ -64,7 +70,7 @@ def test_time_limit_then_bounded_retries_then_failed_with_reason(queue_url, tmp_
     assert record.state == "failed" and record.attempts == 2
     assert "time limit of 5 s exceeded" in record.error
     assert time.time() - started < 30  # the hung calculation did not hold the worker
-    with Dataset(tmp_path / "datasets" / "slow.db") as data:
+    with Dataset(tmp_path / "datasets" / "default" / "slow.db") as data:
         assert data.count() == 0
 
 
