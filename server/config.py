@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     queue_url: str = Field("", description="job queue URL (overrides redis_url): "
                            "sqlite:///PATH or redis://...")
     workers: int = Field(1, ge=0, description="in-process queue workers of `serve` (0: none)")
+    dataset_db: str = Field("", description="datasets in PostgreSQL: a URL template with "
+                            "{tenant} and {name}, e.g. postgresql://host/ds_{tenant}_{name} "
+                            "(empty: SQLite files in DATA_DIR/datasets/<tenant>/)")
     lease_ttl_s: float = Field(15.0, gt=0, description="a job whose worker is silent this "
                                "long is re-enqueued")
     heartbeat_s: float = Field(3.0, gt=0, description="how often a worker renews its lease")
@@ -81,7 +84,7 @@ class Settings(BaseSettings):
 
         return WorkerConfig(
             queue_url=self.job_queue_url, data_dir=str(self.data_dir),
-            store_dir=str(self.model_store_dir),
+            store_dir=str(self.model_store_dir), dataset_db=self.dataset_db,
             policy=LeasePolicy(self.lease_ttl_s, self.heartbeat_s, self.reap_every_s))
 
     @property
