@@ -10,6 +10,9 @@ import numpy as np
 from mlipserve.v1 import potential_pb2 as pb
 
 ALLOWED_DTYPES = frozenset({"<f8", "<f4", "<i8", "<i4", "|u1", "|b1"})
+MAX_RANK = 4  # no array of the contract has more dimensions
+MAX_CONDITIONS = 16  # per system
+MAX_NAME = 64  # characters of a condition name
 
 PROPERTY_NAMES: dict[str, int] = {
     "energy": pb.ENERGY,
@@ -55,6 +58,8 @@ def decode_array(msg: pb.Array, field: str, shape: tuple[int | None, ...] | None
     if msg.dtype not in ALLOWED_DTYPES:
         raise WireError(field, f"unsupported dtype {msg.dtype!r}; use one of {sorted(ALLOWED_DTYPES)}")
     dtype = np.dtype(msg.dtype)
+    if len(msg.shape) > MAX_RANK:
+        raise WireError(field, f"{len(msg.shape)} dimensions; at most {MAX_RANK} are allowed")
     dims = tuple(int(d) for d in msg.shape)
     if any(d < 0 for d in dims):
         raise WireError(field, f"negative dimension in shape {dims}")
@@ -129,6 +134,13 @@ class SystemArrays:
         if len(msg.pbc) not in (0, 3):
             raise WireError(f"{where}.pbc", f"{len(msg.pbc)} values where 3 are expected")
         pbc = np.array(list(msg.pbc) or [False] * 3, dtype=bool)
+        if len(msg.conditions) > MAX_CONDITIONS:
+            raise WireError(f"{where}.conditions", f"{len(msg.conditions)} entries; at most "
+                                                   f"{MAX_CONDITIONS} are allowed")
+        for key in msg.conditions:
+            if not key or len(key) > MAX_NAME or not key.isprintable():
+                raise WireError(f"{where}.conditions",
+                                f"name {key[:MAX_NAME]!r}… must be 1 to {MAX_NAME} printable characters")
         conditions = {
             key: decode_array(value, f"{where}.conditions[{key!r}]")
             for key, value in msg.conditions.items()

@@ -21,10 +21,9 @@ from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.queue.worker import start_worker_threads
 from mlipserve.server.registry import Registry
 from mlipserve.server.rest import create_app
-from mlipserve.server.service import PotentialService
+from mlipserve.server.service import PotentialService, add_to_server
 from mlipserve.server.store import ModelStore
 from mlipserve.v1 import potential_pb2 as pb
-from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mlipserve.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Potential"].full_name
@@ -101,7 +100,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     """Start serving on settings.host:settings.port (port 0 picks a free port)."""
     settings.check_exposure()
     registry = registry if registry is not None else build_registry(settings)
-    size = settings.max_message_mb * 1024 * 1024
+    size = settings.max_message_bytes
     keys = None
     if settings.auth:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +113,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_PotentialServicer_to_server(
-        PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
+    add_to_server(PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

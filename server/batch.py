@@ -1,4 +1,4 @@
-"""Systems as a batch (the arrays a model receives) and the checks made before batching."""
+"""Systems as a batch: the arrays a model receives."""
 
 from __future__ import annotations
 
@@ -6,21 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from mlipserve.server.checks import InvalidInput, Limits  # noqa: F401  (older import path)
 from mlipserve.wire import SystemArrays
-
-
-class InvalidInput(ValueError):
-    """A request's content is wrong; the message names the field."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits checked before a request joins a batch."""
-
-    max_atoms_per_system: int = 100_000
-    max_atoms_per_request: int = 1_000_000
-    max_systems_per_request: int = 10_000
-    close_contact_fraction: float = 0.8  # of the model's shortest training distance (0: off)
 
 
 @dataclass
@@ -78,128 +65,3 @@ class SystemBatch:
                 for k in sorted(keys)
             },
         )
-
-
-def check_system(
-    system: SystemArrays,
-    where: str,
-    limits: Limits,
-    elements: frozenset[int] = frozenset(),
-    conditions: Sequence[str] = (),
-    need_volume: bool = False,
-) -> None:
-    """Raise InvalidInput naming the field when the system cannot be evaluated."""
-    n = len(system.numbers)
-    if len(system.positions) != n:
-        raise InvalidInput(
-            f"{where}.positions: {len(system.positions)} rows but {where}.numbers has {n} entries"
-        )
-    if n == 0:
-        raise InvalidInput(f"{where}: empty system (no atoms)")
-    if n > limits.max_atoms_per_system:
-        raise InvalidInput(
-            f"{where}: {n} atoms exceed the limit of {limits.max_atoms_per_system} per system"
-        )
-    if not np.isfinite(system.positions).all():
-        bad = int(np.argwhere(~np.isfinite(system.positions))[0, 0])
-        raise InvalidInput(f"{where}.positions: NaN or inf (first at atom {bad})")
-    numbers = np.asarray(system.numbers)
-    out_of_range = (numbers < 1) | (numbers > 118)
-    if out_of_range.any():
-        raise InvalidInput(
-            f"{where}.numbers: atomic number {int(numbers[out_of_range][0])} is outside 1..118"
-        )
-    if elements:
-        unknown = sorted(set(np.unique(numbers).tolist()) - elements)
-        if unknown:
-            raise InvalidInput(
-                f"{where}.numbers: elements {unknown} are not supported by this model "
-                f"(it knows {sorted(elements)})"
-            )
-    cell = np.asarray(system.cell, dtype=np.float64)
-    if not np.isfinite(cell).all():
-        raise InvalidInput(f"{where}.cell: NaN or inf")
-    pbc = np.asarray(system.pbc, dtype=bool)
-    periodic = cell[pbc]
-    if len(periodic) == 3:  # the common case, without an SVD
-        singular = abs(np.linalg.det(cell)) <= 1e-10 * np.prod(np.linalg.norm(cell, axis=1))
-    else:
-        singular = len(periodic) > 0 and np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic)
-    if singular:
-        raise InvalidInput(
-            f"{where}.cell: singular along the periodic directions {np.flatnonzero(pbc).tolist()}"
-        )
-    if need_volume and abs(np.linalg.det(cell)) < 1e-8:
-        raise InvalidInput(f"{where}.cell: stress needs a cell with a volume (det is 0)")
-    for key in conditions:
-        if key not in system.conditions:
-            raise InvalidInput(f"{where}.conditions: the model needs {key!r}")
-    for key, value in system.conditions.items():
-        if not np.isfinite(np.asarray(value, dtype=float)).all():
-            raise InvalidInput(f"{where}.conditions[{key!r}]: NaN or inf")
-
-
-def systems_look_valid(systems: Sequence[SystemArrays], limits: Limits,
-                       elements: frozenset[int] = frozenset(), conditions: Sequence[str] = (),
-                       need_volume: bool = False) -> bool:
-    """Vectorised fast path of `check_system` over many systems: True when every system
-    passes; False means run `check_system` one by one to name the first problem."""
-    try:
-        n = np.array([len(s.numbers) for s in systems])
-        if any(len(s.positions) != k for s, k in zip(systems, n)) or (n == 0).any() \
-                or (n > limits.max_atoms_per_system).any():
-            return False
-        if conditions or any(s.conditions for s in systems):
-            return False  # rare: leave conditions to the per-system check
-        positions = np.concatenate([np.asarray(s.positions, dtype=np.float64) for s in systems])
-        numbers = np.concatenate([np.asarray(s.numbers) for s in systems])
-        cells = np.stack([np.asarray(s.cell, dtype=np.float64) for s in systems])
-        pbc = np.stack([np.asarray(s.pbc, dtype=bool) for s in systems])
-    except (ValueError, TypeError):
-        return False
-    if positions.shape[1:] != (3,) or cells.shape[1:] != (3, 3) or pbc.shape[1:] != (3,):
-        return False
-    if not (np.isfinite(positions).all() and np.isfinite(cells).all()):
-        return False
-    if ((numbers < 1) | (numbers > 118)).any():
-        return False
-    if elements and not set(np.unique(numbers).tolist()) <= elements:
-        return False
-    det = np.abs(np.linalg.det(cells))
-    full = pbc.all(axis=1)
-    scale = np.prod(np.linalg.norm(cells, axis=2), axis=1)
-    if (full & (det <= 1e-10 * scale)).any():
-        return False
-    if (pbc.any(axis=1) & ~full).any():
-        return False  # partly periodic cells need the rank test
-    return not (need_volume and (det < 1e-8).any())
-
-
-def check_request(systems: Sequence[SystemArrays], limits: Limits) -> int:
-    """Check request-level limits; return the total atom count."""
-    if not systems:
-        raise InvalidInput("systems: the request holds no system")
-    if len(systems) > limits.max_systems_per_request:
-        raise InvalidInput(
-            f"systems: {len(systems)} systems exceed the limit of "
-            f"{limits.max_systems_per_request} per request"
-        )
-    total = sum(len(s.numbers) for s in systems)
-    if total > limits.max_atoms_per_request:
-        raise InvalidInput(
-            f"systems: {total} atoms exceed the limit of {limits.max_atoms_per_request} per request"
-        )
-    return total
-
-
-def closest_distance(system: SystemArrays, within: float) -> float | None:
-    """The shortest interatomic distance below `within` Å (periodic images included), else None."""
-    import vesin
-
-    if len(system.numbers) < 2 and not np.asarray(system.pbc).any():
-        return None
-    pbc = np.asarray(system.pbc, dtype=bool)
-    (d,) = vesin.NeighborList(cutoff=within, full_list=False).compute(
-        points=np.asarray(system.positions, dtype=np.float64), box=np.asarray(system.cell, dtype=np.float64),
-        periodic=[bool(p) for p in pbc], quantities="d")
-    return float(d.min()) if len(d) else None

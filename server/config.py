@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from mlipserve.server.batch import Limits
+from mlipserve.server.checks import Limits
 from mlipserve.server.models.builtin import DEFAULT_MODELS
 from mlipserve.server.tenancy import TenantLimits
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals only (`127.evil.example` is a name that
+    DNS may point anywhere, so it is not loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -31,7 +43,8 @@ class Settings(BaseSettings):
     max_atoms_per_system: int = Field(100_000, ge=1)
     max_atoms_per_request: int = Field(1_000_000, ge=1)
     max_systems_per_request: int = Field(10_000, ge=1)
-    max_message_mb: int = Field(256, ge=1)
+    max_message_mb: int | None = Field(
+        None, ge=1, description="gRPC message cap; default: derived from the atom and system limits")
     close_contact_fraction: float = Field(
         0.8, ge=0, description="warn when atoms are closer than this × the model's shortest "
         "training distance (0: off)")
@@ -50,7 +63,11 @@ class Settings(BaseSettings):
     insecure_public: bool = Field(False, description="allow a non-loopback bind with auth off")
     tls_cert: str = Field("", description="PEM certificate for gRPC and REST")
     tls_key: str = Field("", description="PEM private key for gRPC and REST")
-    max_upload_mb: int = Field(512, ge=1)
+    max_upload_mb: int = Field(512, ge=1, description="largest model upload over REST, MiB "
+                               "(a bigger body is refused with 413 before it is read)")
+    rest_max_body_bytes: int | None = Field(
+        None, ge=1024, description="REST cap on every other request body (413 above it); "
+        "default: derived from the atom and system limits")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'")
     redis_url: str = Field("", description="job queue on Redis (redis://host:6379/0); "
                            "empty: a SQLite file under data_dir")
@@ -94,7 +111,7 @@ class Settings(BaseSettings):
 
     def check_exposure(self) -> None:
         """Refuse a non-loopback address with auth off unless told it is on purpose."""
-        loopback = self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+        loopback = is_loopback(self.host)
         if not loopback and not self.auth and not self.insecure_public:
             raise ValueError(
                 f"refusing to serve on {self.host} with auth off: anyone who reaches it could use "
@@ -110,6 +127,18 @@ class Settings(BaseSettings):
                             self.tenant_burst, self.tenant_max_streams)
 
     @property
+    def rest_body_bytes(self) -> int:
+        """The REST body cap of every route but uploads: set, or derived from the limits."""
+        return self.rest_max_body_bytes or rest_body_cap(self.limits)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The gRPC message size cap: set, or the largest request the limits admit."""
+        if self.max_message_mb is not None:
+            return self.max_message_mb * 1024 * 1024
+        return self.limits.message_bytes()
+
+    @property
     def limits(self) -> Limits:
         """The per-request size limits."""
         return Limits(
@@ -118,3 +147,9 @@ class Settings(BaseSettings):
             max_systems_per_request=self.max_systems_per_request,
             close_contact_fraction=self.close_contact_fraction,
         )
+
+
+def rest_body_cap(limits: Limits) -> int:
+    """Largest JSON or msgpack REST body the limits can need: 80 B per atom (JSON positions at
+    full precision take ~65), 2 KiB per system (cell, pbc, keys) and 1 MiB for the rest."""
+    return 80 * limits.max_atoms_per_request + 2_048 * limits.max_systems_per_request + (1 << 20)

@@ -28,6 +28,8 @@ class LocalProvider:
         info = self.model.info
         request = make_request(arrays, names, info, self.limits)
         (results,) = run_requests(self.model, [request])
+        if isinstance(results, Exception):
+            raise results
         for res in results:
             res["model"], res["model_version"] = info.name, info.version
         return results

@@ -6,6 +6,7 @@ import numpy as np
 import vesin
 
 from mlipserve.server.batch import SystemBatch
+from mlipserve.server.checks import vesin_box
 
 
 def batch_neighbors(batch: SystemBatch, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -19,12 +20,9 @@ def batch_neighbors(batch: SystemBatch, cutoff: float) -> tuple[np.ndarray, np.n
     senders, receivers, shifts = [], [], []
     for s in range(batch.n_systems):
         lo, hi = offsets[s], offsets[s + 1]
+        box, periodic = vesin_box(batch.positions[lo:hi], batch.cell[s], batch.pbc[s], cutoff)
         i, j, shift = calculator.compute(
-            points=batch.positions[lo:hi],
-            box=batch.cell[s],
-            periodic=[bool(p) for p in batch.pbc[s]],
-            quantities="ijS",
-        )
+            points=batch.positions[lo:hi], box=box, periodic=periodic, quantities="ijS")
         senders.append(i.astype(np.int64) + lo)
         receivers.append(j.astype(np.int64) + lo)
         shifts.append(shift)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlipserve.server.batcher import DynamicBatcher
@@ -40,6 +41,11 @@ class LoadedModel:
 
     model: Evaluator
     batcher: DynamicBatcher[EvalRequest, list[dict]]
+
+
+def cut(text: str, limit: int = 64) -> str:
+    """`text` shortened to `limit` characters for messages and logs (a caller's name may be huge)."""
+    return text if len(text) <= limit else text[:limit] + f"…({len(text)} chars)"
 
 
 class UnknownModel(KeyError):
@@ -87,22 +93,33 @@ class Registry:
         name = name or self.default_model
         versions = self._models.get(name)
         if versions is None:
-            raise UnknownModel(f"unknown model {name!r}; loaded: {sorted(self._models)}")
+            raise UnknownModel(f"unknown model {cut(name)!r}; loaded: {sorted(self._models)}")
         version = version or self._defaults[name]
         if version not in versions:
             raise UnknownModel(
-                f"model {name!r} has no version {version!r}; loaded: {sorted(versions)}"
+                f"model {name!r} has no version {cut(version)!r}; loaded: {sorted(versions)}"
             )
         return versions[version]
+
+    def serves(self, name: str) -> bool:
+        """True when a model of that name is loaded."""
+        return name in self._models
 
     def default_version(self, name: str) -> str:
         """The version requests naming none get for `name`."""
         self.get(name)
         return self._defaults[name]
 
-    def set_default(self, name: str, version: str) -> None:
-        """Route new requests for `name` to `version` (requests in flight keep theirs)."""
+    def set_default(self, name: str, version: str,
+                    persist: Callable[[], None] | None = None) -> None:
+        """Route new requests for `name` to `version` (requests in flight keep theirs).
+
+        `persist` (e.g. writing the store's DEFAULT) runs after the checks and before the
+        switch: when it raises, nothing has changed.
+        """
         self.get(name, version)
+        if persist is not None:
+            persist()
         self._defaults[name] = version
 
     def remove(self, name: str, version: str) -> LoadedModel:

@@ -5,15 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mlipserve.server.batch import (
-    InvalidInput,
-    Limits,
-    SystemBatch,
-    check_request,
-    check_system,
-    closest_distance,
-    systems_look_valid,
-)
+from mlipserve.server.batch import SystemBatch
+from mlipserve.server.checks import InvalidInput, Limits, check_request, check_systems, closest_distance
 from mlipserve.server.metrics import OOM_SPLITS
 from mlipserve.server.models.base import Evaluator, ModelInfo
 from mlipserve.wire import SystemArrays
@@ -61,11 +54,10 @@ def make_request(
     if missing:
         raise InvalidInput(f"properties: model {info.name!r} does not provide {sorted(missing)}")
     total = check_request(systems, limits)
-    need_volume = "stress" in properties
-    if not systems_look_valid(systems, limits, info.elements, info.conditions, need_volume):
-        for i, system in enumerate(systems):
-            check_system(system, f"systems[{i}]", limits, info.elements, info.conditions,
-                         need_volume=need_volume)
+    contact = limits.close_contact_fraction * info.min_distance
+    systems = check_systems(systems, limits, info.elements, info.conditions,
+                            info.condition_shapes, need_volume="stress" in properties,
+                            cutoffs=(info.cutoff, contact))
     return EvalRequest(systems, properties, total,
                        contact_warnings(systems, info, limits.close_contact_fraction))
 
@@ -90,9 +82,36 @@ def is_out_of_memory(err: BaseException) -> bool:
             or "out of memory" in str(err).lower())
 
 
+def _finite(out: dict[str, np.ndarray], offsets: np.ndarray) -> np.ndarray:
+    """(S,) True where every result of the system is finite."""
+    ok = np.ones(len(offsets) - 1, dtype=bool)
+    for key, value in out.items():
+        value = np.asarray(value, dtype=np.float64)
+        if key in ATOM_KEYS:
+            bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+            ok &= np.add.reduceat(bad, offsets[:-1]) == 0 if len(value) else ok
+        else:
+            ok &= np.isfinite(value.reshape(len(value), -1)).all(axis=1)
+    return ok
+
+
+def non_finite_message(system: SystemArrays, info: ModelInfo) -> str:
+    """Why a system's result is NaN or inf, as far as the geometry tells."""
+    message = "the model gave NaN or inf for this system"
+    if info.cutoff > 0:
+        d = closest_distance(system, info.cutoff)
+        if d is not None:
+            message += f"; its closest atoms are {d:.4g} Å apart"
+            if info.min_distance > 0:
+                message += f" (the model was trained down to {info.min_distance:.3g} Å)"
+    return message + ": the result is refused, not sent"
+
+
 def compute_splitting(model: Evaluator, systems: list[SystemArrays],
                       properties: frozenset[str]) -> list[dict]:
-    """Per-system results of one model call; on out-of-memory, halve the systems and retry."""
+    """Per-system results of one model call; on out-of-memory, or when some result is NaN or
+    inf, halve the systems and retry. A single system with a non-finite result gets
+    `{"error": message}` instead, so it never fails or taints its batch-mates."""
     try:
         out = model.compute(SystemBatch.concat(systems), properties)
     except Exception as err:
@@ -100,16 +119,41 @@ def compute_splitting(model: Evaluator, systems: list[SystemArrays],
             raise
         OOM_SPLITS.inc()
         _release_device_memory()
-        half = len(systems) // 2
-        return (compute_splitting(model, systems[:half], properties)
-                + compute_splitting(model, systems[half:], properties))
+        return _halves(model, systems, properties)
     offsets = np.concatenate([[0], np.cumsum([len(s.numbers) for s in systems])])
+    if not _finite(out, offsets).all():
+        if len(systems) > 1:
+            return _halves(model, systems, properties)
+        return [{"error": non_finite_message(systems[0], model.info)}]
     results = []
     for s in range(len(systems)):
         lo, hi = offsets[s], offsets[s + 1]
         results.append({key: value[lo:hi] if key in ATOM_KEYS else value[s]
                         for key, value in out.items()})
     return results
+
+
+def _halves(model: Evaluator, systems: list[SystemArrays], properties: frozenset[str]) -> list[dict]:
+    half = len(systems) // 2
+    return (compute_splitting(model, systems[:half], properties)
+            + compute_splitting(model, systems[half:], properties))
+
+
+def compute_grouped(model: Evaluator, systems: list[SystemArrays],
+                    properties: frozenset[str]) -> list[dict]:
+    """Per-system results, one model call per set of condition names (systems whose
+    conditions do not fit together run apart, never failing each other)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, system in enumerate(systems):
+        groups.setdefault(tuple(sorted(system.conditions)), []).append(i)
+    if len(groups) == 1:
+        return compute_splitting(model, systems, properties)
+    out: list[dict] = [{}] * len(systems)
+    for indices in groups.values():
+        for i, res in zip(indices, compute_splitting(model, [systems[i] for i in indices],
+                                                     properties)):
+            out[i] = res
+    return out
 
 
 def _release_device_memory() -> None:
@@ -140,16 +184,22 @@ def trust_warnings(result: dict, info: ModelInfo) -> list[str]:
     return []
 
 
-def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dict]]:
-    """Evaluate all requests' systems in one call; return each request's per-system dicts."""
+def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dict] | InvalidInput]:
+    """Evaluate all requests' systems in one call; return each request's per-system dicts,
+    or an InvalidInput naming its first system whose result was not finite."""
     systems = [s for r in requests for s in r.systems]
     properties = frozenset().union(*(r.properties for r in requests))
-    per_system = compute_splitting(model, systems, properties)
-    per_request: list[list[dict]] = []
+    per_system = compute_grouped(model, systems, properties)
+    per_request: list[list[dict] | InvalidInput] = []
     s = 0
     for request in requests:
         keys = result_keys(request.properties)
         chunk = per_system[s:s + len(request.systems)]
+        s += len(request.systems)
+        failed = next((i for i, res in enumerate(chunk) if "error" in res), None)
+        if failed is not None:
+            per_request.append(InvalidInput(f"systems[{failed}]: {chunk[failed]['error']}"))
+            continue
         results = [{k: v for k, v in res.items() if k in keys} for res in chunk]
         for i, res in enumerate(results):
             given = request.warnings[i] if i < len(request.warnings) else ()
@@ -157,5 +207,4 @@ def run_requests(model: Evaluator, requests: list[EvalRequest]) -> list[list[dic
             if warnings:
                 res["warnings"] = warnings
         per_request.append(results)
-        s += len(request.systems)
     return per_request

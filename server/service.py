@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import grpc.aio
 import numpy as np
 
 from mlipserve.server.auth import KeyStore
-from mlipserve.server.batch import InvalidInput, Limits
+from google.protobuf.message import DecodeError
+from mlipserve.server.checks import InvalidInput, Limits
 from mlipserve.server.interceptors import resolve
 from mlipserve.server.tenancy import TenantLimits, Throttled
 from mlipserve.server.batcher import BatchFailed, BatchStats
@@ -22,6 +25,30 @@ from mlipserve.wire import PROPERTY_BY_ENUM, SystemArrays, WireError, encode_arr
 
 
 log = logging.getLogger("mlipserve.requests")
+INLINE_ATOMS = 2_000  # a one-system request up to this size is decoded on the event loop
+UNKNOWN = "unknown"  # the metrics label of every model name that is not served
+
+
+class Undecodable:
+    """What the tolerant deserializer gives for bytes that are not a valid message."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        self.request_id = ""
+
+
+def tolerant(message_class):
+    """A request deserializer that returns `Undecodable` instead of raising (a corrupt or
+    truncated message becomes INVALID_ARGUMENT, and a stream survives it)."""
+
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as err:
+            return Undecodable(f"request: not a valid {message_class.__name__} message "
+                               f"(protobuf: {str(err)[:200]})")
+
+    return parse
 
 
 class RequestError(Exception):
@@ -66,13 +93,19 @@ class PotentialService(pb_grpc.PotentialServicer):
         self.keys = keys
         self.tenants = tenants or TenantLimits()
         self._streams: dict[str, int] = {}
+        self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlipserve-decode")
 
     def prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """Decode and validate a request before it may join a batch."""
+        if isinstance(request, Undecodable):
+            raise InvalidInput(request.error)
         try:
             loaded = self.registry.get(request.model, request.version)
         except UnknownModel as err:
             raise InvalidInput(f"model: {err}") from None
+        if len(request.systems) > self.limits.max_systems_per_request:  # before decoding them
+            raise InvalidInput(f"systems: {len(request.systems)} systems exceed the limit of "
+                               f"{self.limits.max_systems_per_request} per request")
         try:
             systems = [
                 SystemArrays.from_proto(msg, f"systems[{i}]")
@@ -83,15 +116,36 @@ class PotentialService(pb_grpc.PotentialServicer):
         properties = _property_names(request)
         return loaded, make_request(systems, properties, loaded.model.info, self.limits)
 
+    async def _prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
+        """`prepare` on the event loop for one small system, else on the decode threads (a
+        big request never stalls the other clients' calls)."""
+        if isinstance(request, Undecodable) or len(request.systems) == 0:
+            return self.prepare(request)
+        if len(request.systems) == 1:
+            shape = request.systems[0].positions.shape
+            if not shape or shape[0] < INLINE_ATOMS:
+                return self.prepare(request)
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self.prepare, request)
+
+    def _label(self, request) -> str:
+        """The metrics label of a request's model: a served name, else 'unknown'."""
+        name = getattr(request, "model", "") or self.registry.default_model
+        return name if self.registry.serves(name) else UNKNOWN
+
     async def evaluate(self, request: pb.EvaluateRequest, method: str = "Evaluate",
                        tenant: str = "default") -> pb.EvaluateResponse:
         """Validate, admit, wait for the batch, and build the response."""
-        model = request.model or self.registry.default_model
+        model = self._label(request)
         try:
-            loaded, job = self.prepare(request)
+            loaded, job = await self._prepare(request)
         except InvalidInput as err:
             record_request(model, method, "INVALID_ARGUMENT")
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+        except Exception as err:  # a bug, not the caller's fault: say so, keep serving
+            log.exception("request could not be prepared")
+            record_request(model, method, "INTERNAL")
+            raise RequestError(grpc.StatusCode.INTERNAL,
+                               f"the server failed to read this request ({type(err).__name__})") from None
         try:
             self.tenants.admit(tenant, job.n_atoms, loaded.batcher.queued_weight(tenant))
         except Throttled as err:
@@ -105,6 +159,9 @@ class PotentialService(pb_grpc.PotentialServicer):
         except BatchFailed as err:
             record_request(model, method, "INTERNAL")
             raise RequestError(grpc.StatusCode.INTERNAL, f"model evaluation failed: {err}") from None
+        if isinstance(results, InvalidInput):  # e.g. a NaN result: refused, never sent as OK
+            record_request(model, method, "INVALID_ARGUMENT")
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(results))
         record_request(model, method, "OK", stats.queue_wait_s)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"fields": {
@@ -155,7 +212,7 @@ class PotentialService(pb_grpc.PotentialServicer):
             async for request in request_iterator:
                 try:
                     yield await self.evaluate(request, "EvaluateStream", tenant)
-                except RequestError as err:
+                except RequestError as err:  # every failure is an error response: the stream stays
                     yield pb.EvaluateResponse(
                         request_id=request.request_id,
                         error=pb.Error(code=err.code.value[0], message=err.message),
@@ -165,6 +222,8 @@ class PotentialService(pb_grpc.PotentialServicer):
 
     async def ListModels(self, request, context):  # noqa: N802
         """Every loaded model version."""
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.error)
         models = []
         for loaded, is_default in self.registry.entries():
             info = loaded.model.info
@@ -184,3 +243,21 @@ class PotentialService(pb_grpc.PotentialServicer):
                 )
             )
         return pb.ListModelsResponse(models=models)
+
+
+def add_to_server(service: PotentialService, server: grpc.aio.Server) -> None:
+    """Register the Potential service with tolerant request deserializers."""
+    handlers = {
+        "Evaluate": grpc.unary_unary_rpc_method_handler(
+            service.Evaluate, request_deserializer=tolerant(pb.EvaluateRequest),
+            response_serializer=pb.EvaluateResponse.SerializeToString),
+        "EvaluateStream": grpc.stream_stream_rpc_method_handler(
+            service.EvaluateStream, request_deserializer=tolerant(pb.EvaluateRequest),
+            response_serializer=pb.EvaluateResponse.SerializeToString),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            service.ListModels, request_deserializer=tolerant(pb.ListModelsRequest),
+            response_serializer=pb.ListModelsResponse.SerializeToString),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Potential"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

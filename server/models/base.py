@@ -22,7 +22,10 @@ class ModelInfo:
     cutoff: float
     elements: frozenset[int] = frozenset()  # empty: any element
     ensemble_size: int = 0  # 0: not an ensemble
-    conditions: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()  # needed per-system conditions
+    condition_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+    # ^ the per-system shape of every condition it accepts (needed ones default to scalars);
+    # any other condition a request sends is dropped before batching
     properties: tuple[str, ...] = ("energy", "forces", "stress", "energies")
     dtype: str = "float64"
     device: str = "cpu"

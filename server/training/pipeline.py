@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ase import Atoms
-from mlipserve.server.batch import closest_distance
+from mlipserve.server.checks import closest_distance
 from mlipserve.server.models.painn import PaiNNConfig
 from mlipserve.server.store import ModelStore
 from mlipserve.server.training.loop import TrainConfig, train
