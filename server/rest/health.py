@@ -10,6 +10,7 @@ from mlipserve.server.metrics import refresh_gpu_memory
 from mlipserve.server.rest.security import principal
 
 router = APIRouter(tags=["health"])
+PUBLIC = frozenset({"/healthz"})  # the only paths served without a key when auth is on
 
 
 @router.get("/healthz")
