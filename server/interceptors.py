@@ -11,7 +11,8 @@ from mlipserve.server.auth import ANONYMOUS, AuthError, KeyStore, Principal, bea
 
 EXEMPT = ("/grpc.health.v1.Health/",)
 ADMIN_METHODS: frozenset[str] = frozenset()  # all Potential methods are user-level today
-_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED,
+          429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 async def resolve(keys: KeyStore | None, metadata) -> Principal:

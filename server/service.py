@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from mlipserve.server.auth import KeyStore
+from mlipserve.server.auth import AuthError, KeyStore
 from google.protobuf.message import DecodeError
 from mlipserve.server.checks import InvalidInput, Limits
 from mlipserve.server.interceptors import resolve
@@ -210,6 +210,11 @@ class PotentialService(pb_grpc.PotentialServicer):
         self._streams[tenant] = self._streams.get(tenant, 0) + 1
         try:
             async for request in request_iterator:
+                if self.keys is not None:  # a key revoked mid-stream stops the stream
+                    try:
+                        await self._tenant(context)
+                    except AuthError as err:
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, err.message)
                 try:
                     yield await self.evaluate(request, "EvaluateStream", tenant)
                 except RequestError as err:  # every failure is an error response: the stream stays

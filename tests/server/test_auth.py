@@ -151,3 +151,54 @@ def test_public_bind_with_auth_off_is_refused():
         Settings(host="0.0.0.0").check_exposure()
     Settings(host="0.0.0.0", insecure_public=True).check_exposure()
     Settings(host="0.0.0.0", auth=True).check_exposure()
+    for name in ("127.evil.example", "127.0.0.1.nip.io", "localhost.evil.example"):
+        with pytest.raises(ValueError, match="refusing to serve"):
+            Settings(host=name).check_exposure()
+    for loopback in ("127.0.0.1", "127.8.9.10", "::1", "localhost"):
+        Settings(host=loopback).check_exposure()
+
+
+def test_wrong_secrets_for_a_key_id_are_rate_limited_and_a_valid_key_keeps_working(secured):
+    import time
+
+    srv, user, _ = secured
+    key_id = user.split("_")[1]
+    wrong = f"mls_{key_id}_{'x' * 32}"
+    codes = []
+    with grpc.insecure_channel(srv.address) as channel:
+        stub = pb_grpc.PotentialStub(channel)
+        for _ in range(7):
+            try:
+                stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),))
+            except grpc.RpcError as err:
+                codes.append(err.code())
+        start = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),))
+        refused_s = time.perf_counter() - start
+        ok = stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {user}"),))
+    assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    assert codes[5:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "too many failed checks" in refused.value.details()
+    assert refused_s < 0.5  # no argon2 for a throttled key id
+    assert ok.models
+
+
+def test_a_key_revoked_from_another_process_stops_working_at_once(secured):
+    import time
+
+    srv, _, _ = secured
+    cli = KeyStore(srv.settings.key_db_url)  # what `mlipserve keys revoke` opens
+    key_id, key = cli.create("user", "lab-b")
+    atoms = bulk("Ar", "fcc", a=5.26)
+    with Client(srv.address, model="lj", api_key=key) as client:
+        client.evaluate([atoms], ["energy"])  # verified and cached by the server
+        with client.stream() as stream:
+            stream.evaluate(atoms, ["energy"])
+            cli.revoke(key_id)
+            time.sleep(0.3)
+            with pytest.raises(MLIPServeError, match="revoked"):
+                stream.evaluate(atoms, ["energy"])
+        with pytest.raises(MLIPServeError, match="revoked"):
+            client.evaluate([atoms], ["energy"])
