@@ -203,3 +203,18 @@ def test_a_malformed_model_name_in_the_path_is_a_4xx_naming_it(server, path, sta
         assert reply.json()["detail"].startswith("name:")
         assert len(reply.json()["detail"]) < 300  # a 300-character name is shown cut
     still_serves(server)
+
+
+def test_a_key_id_that_keeps_failing_gets_429_before_its_body_is_read(secured):
+    srv, user = secured
+    store = KeyStore(srv.settings.key_db_url)
+    if not hasattr(store, "max_failures"):
+        pytest.skip("this KeyStore has no rate limit on failed verifications")
+    key_id, _ = store.create("user", "lab-guess")
+    wrong = {"authorization": f"Bearer mls_{key_id}_not-the-secret"}
+    statuses = [early_answer(srv.running.rest_port, "/v1/jobs", 300 * MB, wrong)[0]
+                for _ in range(store.max_failures)]
+    assert statuses == [401] * store.max_failures
+    status, body, seconds = early_answer(srv.running.rest_port, "/v1/jobs", 300 * MB, wrong)
+    assert status == 429 and "too many failed" in body["detail"] and seconds < 5
+    still_serves(srv, user)
