@@ -177,9 +177,8 @@ def parse_metadata(text: str) -> dict:
         meta = UploadMetadata.model_validate(raw).model_dump(exclude_unset=True)
     except ValidationError as err:
         raise HTTPException(422, _pydantic_message(err, "metadata")) from None
-    if meta["family"] in FAMILIES:
-        if meta.get("config") is None or meta.get("cutoff") is None:
-            raise HTTPException(422, f"metadata: family {meta['family']!r} needs config and cutoff")
+    if meta["family"] in FAMILIES and (meta.get("config") is None or meta.get("cutoff") is None):
+        raise HTTPException(422, f"metadata: family {meta['family']!r} needs config and cutoff")
     if meta["family"] == "painn":
         try:
             meta["config"] = PaiNNBounds.model_validate(meta["config"]).model_dump(

@@ -76,7 +76,7 @@ def test_a_malformed_upload_is_422_naming_the_field(store_server, name, meta, fi
     reply = post(http, name, artifact(3), meta)
     assert reply.status_code == 422, reply.text
     detail = reply.json()["detail"]
-    assert detail.startswith(f"{field}:") or detail.startswith(f"{field}."), detail
+    assert detail.startswith((f"{field}:", f"{field}.")), detail
     assert len(detail) < 400
     healthy(http)
     assert [m["version"] for m in http.get("/v1/models/cu").json()["versions"]] == ["v1", "v2"]
