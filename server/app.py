@@ -81,7 +81,8 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
     app = create_app(running.registry, settings.limits, lambda: running.serving, keys=keys,
                      store=ModelStore(settings.model_store_dir), device=settings.device,
                      max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
-                     tenants=settings.tenant_limits, queue_url=settings.job_queue_url)
+                     tenants=settings.tenant_limits, queue_url=settings.job_queue_url,
+                     max_body_bytes=settings.rest_body_bytes)
     tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
     config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
                             lifespan="off", access_log=False, **tls)

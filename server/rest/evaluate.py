@@ -156,6 +156,9 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
     except BatchFailed as err:
         record_request(name, "REST", "INTERNAL")
         raise HTTPException(500, f"model evaluation failed: {err}") from None
+    if isinstance(results, InvalidInput):  # a non-finite result, refused
+        record_request(name, "REST", "INVALID_ARGUMENT")
+        raise HTTPException(422, str(results))
     record_request(name, "REST", "OK", stats.queue_wait_s)
     info = loaded.model.info
     out = {"model": info.name, "model_version": info.version,

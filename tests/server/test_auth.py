@@ -69,7 +69,8 @@ def test_admin_routes_refuse_a_user_key(secured):
     admin_only = {("POST", "/v1/models/{name}/versions"), ("PUT", "/v1/models/{name}/default"),
                   ("POST", "/v1/models/{name}/versions/{version}/load"),
                   ("POST", "/v1/models/{name}/versions/{version}/unload"),
-                  ("DELETE", "/v1/models/{name}/versions/{version}")}
+                  ("DELETE", "/v1/models/{name}/versions/{version}"),
+                  ("PUT", "/v1/datasets/shares/{owner}/{name}")}
     found = set()
     with httpx.Client(base_url=srv.rest_url, headers={"authorization": f"Bearer {user}"}) as http:
         for route in routes(srv):
