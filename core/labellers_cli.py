@@ -98,10 +98,14 @@ def labellers_enable(
     store: STORE = None,
 ) -> None:
     """Enable (or redefine) a labeller for queue jobs."""
-    from mlipserve.server.labellers.policy import BUILTIN, LabellerEntry, builtin_entries, save_policy
+    from mlipserve.server.labellers.policy import (
+        ASE_NAME,
+        BUILTIN,
+        LabellerEntry,
+        builtin_entries,
+        save_policy,
+    )
     from pydantic import ValidationError
-
-    from mlipserve.server.labellers.policy import ASE_NAME
 
     root = _store(store)
     policy = _load(root)

@@ -41,7 +41,7 @@ def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
     if cls is None or not callable(cls):
         raise ValueError(f"module {module_name!r} has no calculator class {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, BaseCalculator)):
-        raise ValueError(f"'ase:{path}' is not an ASE calculator class (a subclass of "
+        raise ValueError(f"'ase:{path}' is not an ASE calculator class (a subclass of "  # noqa: TRY004
                          f"ase.calculators.calculator.BaseCalculator)")
     version = package_version(module_name.split(".")[0])
     try:

@@ -45,9 +45,9 @@ def test_injected_import_path_labeller_never_runs(queue_url, tmp_path):
     record = run_one(queue_url, tmp_path, "label", {
         "labeller": "ase:subprocess.Popen", "settings": {"args": ["touch", str(marker)]},
         "structures": cu(), "dataset": "x"}, role="admin")
+    assert not marker.exists()  # the command never ran
     assert record.state == "failed" and record.attempts == 1
     assert "params.labeller 'ase:subprocess.Popen' is not enabled" in record.error
-    assert not marker.exists()
 
 
 def test_injected_settings_outside_the_policy_never_reach_the_calculator(sqlite_url, tmp_path):
