@@ -119,7 +119,7 @@ def seeded(tmp_path_factory):
     jobs, worker = JobStore(config.queue_url), Worker(config)
     for name, frames in (("cu-al", bulk_set(12, 0)), ("holdout", emt_frames(8, 5))):
         job = jobs.submit("label", {"structures": [atoms_to_dict(a) for a in frames],
-                                    "dataset": name}, owner="ops")
+                                    "dataset": name}, owner="default")
         worker.run(max_jobs=1)
         assert jobs.get(job.id).state == "done", jobs.get(job.id).logs
     for leftover in root.glob("seed-queue.db*"):
