@@ -2,20 +2,32 @@
 
 Scalar features s (K, A, F) and vector features v (K, A, 3, F) for K members at once:
 every weight carries a leading K axis, so one pass evaluates the whole committee on one
-neighbour list. Radial basis: sin(nπr/rc)/r times a polynomial envelope (p = 6) that is
-C² at the cutoff, so energy, forces and their first derivative vanish there. Per-element
-energy shifts (fitted reference energies) are added to the per-atom readout.
+neighbour list. Radial basis: sin(nπr/rc)/r; the radial filters W·basis + b are multiplied
+by a polynomial envelope u (p = 6) that is C² at the cutoff, so every message, and with it
+energy, forces and their first derivative, goes to zero there. Per-element energy shifts
+(fitted reference energies) are added to the per-atom readout.
+
+Architecture 1 (models stored before the `architecture` config key and weight existed)
+multiplied the basis by u before the filter, so the filter's bias reached past the cutoff:
+trained weights jumped the energy when a neighbour crossed it. Such files still load, with
+that old meaning and a warning; `PaiNN.upgrade()` (done on a warm start) switches to 2.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
 from mlipserve.server.models.autograd import edge_vectors, sum_per_system
+
+log = logging.getLogger(__name__)
+# 2: the envelope multiplies the filter output; 1: it multiplied the basis (legacy files)
+ARCHITECTURE = 2
+ARCHITECTURES = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,12 @@ class PaiNNConfig:
     members: int = 4
     max_z: int = 94
     avg_neighbors: float = 30.0  # message sums are divided by this
+    architecture: int = ARCHITECTURE  # where the cutoff envelope acts (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"PaiNN architecture {self.architecture!r} is unknown to this "
+                             f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve")
 
     def to_dict(self) -> dict:
         """Plain dict for JSON metadata."""
@@ -54,8 +72,13 @@ class EnsembleLinear(nn.Module):
         """Per-member x @ W_k (+ b_k)."""
         return self.parts(x, 1)[0]
 
-    def parts(self, x: torch.Tensor, n: int) -> list[torch.Tensor]:
-        """The output split in n equal column blocks, each its own contiguous product."""
+    def parts(self, x: torch.Tensor, n: int,
+              bias_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The output split in n equal column blocks, each its own contiguous product.
+
+        `bias_scale` (x's shape with a last axis of 1) multiplies the bias: with x already
+        scaled by it, each block is (x_raw @ W + b) · scale in one fused add.
+        """
         width = self.weight.shape[-1] // n
         shape = x.shape
         flat = x.reshape(shape[0], -1, shape[-1])
@@ -64,7 +87,8 @@ class EnsembleLinear(nn.Module):
             cols = slice(c * width, (c + 1) * width)
             y = torch.bmm(flat, self.weight[..., cols]).reshape(*shape[:-1], width)
             if self.bias is not None:
-                y = y + self.bias[:, cols].view(shape[0], *([1] * (len(shape) - 2)), -1)
+                bias = self.bias[:, cols].view(shape[0], *([1] * (len(shape) - 2)), -1)
+                y = y + bias if bias_scale is None else torch.addcmul(y, bias_scale, bias)
             out.append(y)
         return out
 
@@ -96,17 +120,20 @@ class Interaction(nn.Module):
         self.features = f
         self.norm = 1.0 / cfg.avg_neighbors
 
-    def forward(self, s, v, rbf, unit, i, j):
+    def forward(self, s, v, rbf, unit, i, j, cut=None):
         """One message pass (sum over neighbours j of i) and one update; v None: all zero.
 
-        Edge tensors dominate the cost, so the three message channels stay separate
-        contiguous (K, E, F) tensors, the 1/avg_neighbors factor is applied per atom before
-        the gather, and a zero v (first layer) skips its neighbour term.
+        `rbf` is the basis times the envelope `cut` (K, E, 1), which also scales the
+        filter's bias, so each filter is (W·basis + b)·u and vanishes at the cutoff (cut
+        None: architecture 1, bias unscaled). Edge tensors dominate the cost, so the three
+        message channels stay separate contiguous (K, E, F) tensors, the 1/avg_neighbors
+        factor is applied per atom before the gather, and a zero v (first layer) skips its
+        neighbour term.
         """
         f = self.features
         phi = self.phi(s) * self.norm  # (K, A, 3F): per-atom, cheap
         ds, dvv, dvs = (phi[..., c * f:(c + 1) * f].index_select(1, j) * w
-                        for c, w in enumerate(self.filter.parts(rbf, 3)))  # (K, E, F) each
+                        for c, w in enumerate(self.filter.parts(rbf, 3, cut)))  # (K, E, F)
         msg_v = dvs.unsqueeze(2) * unit.unsqueeze(-1)  # (K, E, 3, F)
         if v is not None:
             msg_v = msg_v + v.index_select(1, j) * dvv.unsqueeze(2)
@@ -138,6 +165,40 @@ class PaiNN(nn.Module):
         self.register_buffer("shift", torch.zeros(cfg.max_z + 1))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("frequencies", torch.arange(1, cfg.radial + 1) * math.pi)
+        # stored with the weights: a file without it was written by architecture 1
+        self.register_buffer("architecture", torch.tensor(cfg.architecture))
+        self.register_load_state_dict_pre_hook(PaiNN._check_architecture)
+
+    @staticmethod
+    def _check_architecture(module: "PaiNN", state_dict: dict, prefix: str, *args) -> None:
+        """Weights without an architecture entry are architecture 1: load them with that
+        meaning (and say so); weights of another architecture than the config are refused."""
+        key = prefix + "architecture"
+        if key not in state_dict:
+            if module.cfg.architecture != 1:
+                log.warning("PaiNN weights without an architecture entry: written before "
+                            "architecture 2, loaded as architecture 1 (cutoff envelope before "
+                            "the filter bias: the energy jumps by up to ~meV when a neighbour "
+                            "crosses the cutoff); retrain or warm-start for a smooth model")
+                module._set_architecture(1)
+            state_dict[key] = torch.tensor(1)
+            return
+        stored = int(state_dict[key])
+        if stored not in ARCHITECTURES:
+            raise ValueError(f"PaiNN weights of architecture {stored} are unknown to this "
+                             f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve")
+        if stored != module.cfg.architecture:
+            raise ValueError(f"PaiNN weights are architecture {stored} but the config says "
+                             f"{module.cfg.architecture}: metadata and weights do not match")
+
+    def _set_architecture(self, architecture: int) -> None:
+        self.cfg = replace(self.cfg, architecture=architecture)
+        self.architecture.fill_(architecture)
+
+    def upgrade(self) -> None:
+        """Switch to the current architecture (same weights, envelope on the filter output):
+        a starting point for training, not the same potential as before."""
+        self._set_architecture(ARCHITECTURE)
 
     @property
     def cutoff(self) -> float:
@@ -163,12 +224,13 @@ class PaiNN(nn.Module):
         r = vec.norm(dim=-1)
         unit = vec / r.unsqueeze(-1)  # (K, E, 3)
         d = r / self.cfg.cutoff
-        rbf = torch.sin(self.frequencies * d.unsqueeze(-1)) / d.unsqueeze(-1)
-        rbf = rbf * envelope(d).unsqueeze(-1)  # (K, E, R)
+        cut = envelope(d).unsqueeze(-1)  # (K, E, 1)
+        rbf = torch.sin(self.frequencies * d.unsqueeze(-1)) / d.unsqueeze(-1) * cut  # (K, E, R)
+        bias_cut = cut if self.cfg.architecture >= 2 else None
         z = graph["numbers"]
         s = self.embedding[:, z]  # (K, A, F)
         v = None  # vector features start at zero
         for layer in self.layers:
-            s, v = layer(s, v, rbf, unit, i, j)
+            s, v = layer(s, v, rbf, unit, i, j, bias_cut)
         energies = self.readout(s).squeeze(-1) * self.scale + self.shift[z]
         return {"energy": sum_per_system(energies, graph), "energies": energies}

@@ -106,6 +106,7 @@ def train(
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ValueError("the split leaves no training or validation structure")
     module = copy.deepcopy(init) if init is not None else PaiNN(model_config)
+    module.upgrade()  # a warm start from architecture-1 weights trains the current one
     if init is None:
         shifts = element_shifts([structures[i] for i in train_idx], model_config.max_z)
         module.shift.copy_(torch.tensor(shifts))

@@ -2,7 +2,10 @@
 
 Checks: forces = -dE/dx and stress = (1/V) dE/dε by central finite differences;
 translation, rotation and permutation invariance; a batch of two equals two calls;
-float32 close to float64; no jump in energy or force when a neighbour crosses the cutoff.
+float32 close to float64; no jump in energy or force when a neighbour crosses the cutoff
+(a dimer pulled apart, and a periodic cell strained through a pair distance equal to the
+cutoff: energy, forces and stress continuous there, the energy's second differences along
+the scan free of spikes, and the stress equal to the scan's finite-difference dE/dε).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from ase.neighborlist import neighbor_list
 
 from mlipserve.server.local import LocalProvider
 
@@ -99,3 +103,70 @@ def check_smooth_at_cutoff(provider: LocalProvider, symbol: str, cutoff: float) 
     assert outside["energy"] == far["energy"] and np.abs(outside["forces"]).max() == 0.0
     assert abs(inside["energy"] - far["energy"]) < 1e-9
     assert np.abs(inside["forces"]).max() < 1e-6
+
+
+def strain_scan(provider: LocalProvider, atoms: Atoms, strains: np.ndarray,
+                axes=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Energies along cells C(I + ε diag(axes)) and dE/dε at each ε from the stress."""
+    d = np.diag(np.asarray(axes, float))
+    frames = []
+    for eps in strains:
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + eps * d), scale_atoms=True)
+        frames.append(strained)
+    results = provider.evaluate(frames, ["energy", "stress"])
+    energies = np.array([r["energy"] for r in results])
+    slope = np.array([f.get_volume() * sum(r["stress"][a] * d[a, a] / (1 + e * d[a, a])
+                                           for a in range(3))
+                      for f, r, e in zip(frames, results, strains)])
+    return energies, slope
+
+
+def scan_roughness(energies: np.ndarray) -> tuple[float, float]:
+    """(largest deviation of the energy's second differences from a quadratic in ε, their
+    typical size): a jump Δ in E shows as a ±Δ pair of deviations."""
+    d2 = np.diff(energies, 2)
+    x = np.linspace(-1, 1, len(d2))
+    smooth = np.polyval(np.polyfit(x, d2, 2), x)
+    return float(np.abs(d2 - smooth).max()), float(np.median(np.abs(d2)))
+
+
+def scan_stress_error(energies: np.ndarray, slope: np.ndarray, h: float) -> float:
+    """Largest |dE/dε from the stress − central finite difference of the scan (step h)|."""
+    return float(np.abs(slope[1:-1] - (energies[2:] - energies[:-2]) / (2 * h)).max())
+
+
+def crossing_scale(atoms: Atoms, cutoff: float) -> float:
+    """The isotropic scale at which the pair distance nearest the cutoff equals it."""
+    dist = neighbor_list("d", atoms, 1.2 * cutoff)
+    return cutoff / dist[np.argmin(np.abs(dist - cutoff))]
+
+
+def check_continuous_at(provider: LocalProvider, atoms: Atoms, delta: float = 1e-9) -> None:
+    """Energy, forces and stress just inside and just outside a scale (1 ∓ delta) agree."""
+    pair = []
+    for sign in (-1, 1):
+        scaled = atoms.copy()
+        scaled.set_cell(atoms.cell.array * (1 + sign * delta), scale_atoms=True)
+        pair.append(scaled)
+    inside, outside = provider.evaluate(pair, ["energy", "forces", "stress"])
+    smooth_change = 2 * delta * atoms.get_volume() * sum(inside["stress"][:3])  # dE/dε · 2δ
+    change = outside["energy"] - inside["energy"]
+    assert abs(change - smooth_change) <= 1e-9 + 0.1 * abs(smooth_change), (change, smooth_change)
+    assert np.abs(inside["forces"] - outside["forces"]).max() <= 1e-6
+    assert np.abs(inside["stress"] - outside["stress"]).max() <= 1e-7
+
+
+def check_smooth_through_cutoff_scan(provider: LocalProvider, atoms: Atoms, cutoff: float,
+                                     width: float = 2e-3, steps: int = 41) -> None:
+    """A periodic cell scaled through a pair distance equal to the cutoff: E, F and stress
+    continuous at the crossing, no spikes in the second differences, stress = dE/dε."""
+    base = atoms.copy()
+    base.set_cell(atoms.cell.array * crossing_scale(atoms, cutoff), scale_atoms=True)
+    check_continuous_at(provider, base)
+    strains = np.linspace(-width, width, steps)
+    energies, slope = strain_scan(provider, base, strains)
+    rough, typical = scan_roughness(energies)
+    assert rough <= 0.25 * typical + 1e-9, (rough, typical)
+    err = scan_stress_error(energies, slope, strains[1] - strains[0])
+    assert err <= 1e-4 * np.abs(slope).max() + 1e-7, err

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.autograd import TorchPotential
-from mlipserve.server.models.base import ModelInfo
-from mlipserve.server.models.builtin import lennard_jones, lj_ensemble, morse
+from mlipserve.server.models.base import Evaluator, ModelInfo
+from mlipserve.server.models.builtin import lennard_jones, lj_ensemble, load_builtin, morse
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from tests.server.models import conformance as conf
 
 
-def tiny_painn(dtype: str = "float64") -> TorchPotential:
+def tiny_painn(dtype: str = "float64", cutoff: float = 4.0) -> TorchPotential:
     """A randomly initialised two-member PaiNN ensemble, small enough for tests."""
-    import torch
-
     torch.manual_seed(0)
-    cfg = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=2, members=2, max_z=30)
+    cfg = PaiNNConfig(cutoff=cutoff, features=8, radial=6, layers=2, members=2, max_z=30)
     info = ModelInfo(name="painn", version="0", kind="painn", cutoff=cfg.cutoff,
                      ensemble_size=cfg.members, dtype=dtype, device="cpu")
     return TorchPotential(PaiNN(cfg), info)
 
-from tests.server.models import conformance as conf
+
+def biased_painn(dtype: str = "float64", cutoff: float = 4.0) -> TorchPotential:
+    """The tiny ensemble with every bias drawn from a normal distribution, as after training
+    (fresh biases are zero, which hides any path by which a bias reaches past the cutoff)."""
+    model = tiny_painn(dtype, cutoff)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, param in model.module.named_parameters():
+            if name.endswith("bias"):
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float64))
+    return model
+
+
+def trained_painn(dtype: str = "float64") -> Evaluator:
+    """The shipped default ensemble (trained weights)."""
+    return load_builtin(f"default:{dtype}")
+
 
 # Copper-range parameters so the 8-atom test cell has many neighbours.
 FAMILIES = {
@@ -29,9 +45,13 @@ FAMILIES = {
     "morse": lambda dtype="float64": morse(epsilon=0.35, r0=2.6, rho0=4.0, dtype=dtype),
     "lj-ensemble": lambda dtype="float64": lj_ensemble(dtype=dtype),
     "painn": tiny_painn,
+    "painn-biased": biased_painn,
+    "painn-trained": trained_painn,
 }
-SYMBOL = {"lj": "Cu", "morse": "Cu", "lj-ensemble": "Ar", "painn": "Cu"}
-LATTICE = {"lj": 3.7, "morse": 3.7, "lj-ensemble": 5.3, "painn": 3.7}
+SYMBOL = {"lj": "Cu", "morse": "Cu", "lj-ensemble": "Ar", "painn": "Cu", "painn-biased": "Cu",
+          "painn-trained": "Cu"}
+LATTICE = {"lj": 3.7, "morse": 3.7, "lj-ensemble": 5.3, "painn": 3.7, "painn-biased": 3.7,
+           "painn-trained": 3.61}
 
 
 @pytest.fixture(params=list(FAMILIES))
@@ -69,3 +89,8 @@ def test_float32_close_to_float64(family):
 def test_smooth_across_cutoff(family):
     name, provider, _ = family
     conf.check_smooth_at_cutoff(provider, SYMBOL[name], provider.model.info.cutoff)
+
+
+def test_smooth_through_cutoff_in_a_strain_scan(family):
+    _, provider, atoms = family
+    conf.check_smooth_through_cutoff_scan(provider, atoms, provider.model.info.cutoff)
