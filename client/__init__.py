@@ -3,6 +3,7 @@
 from mlipserve.client.aio import AsyncClient, AsyncStreamSession
 from mlipserve.client.calculator import RemoteCalculator
 from mlipserve.client.client import Client, StreamSession
+from mlipserve.client.core import RetryPolicy
 from mlipserve.client.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -11,7 +12,6 @@ from mlipserve.client.errors import (
     ServerError,
     ServerUnavailable,
 )
-from mlipserve.client.requests import RetryPolicy
 
 __all__ = [
     "AsyncClient",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ase.calculators.calculator import Calculator, all_changes
+
 from mlipserve.client.client import Client, StreamSession
 
 

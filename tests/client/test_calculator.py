@@ -12,8 +12,8 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
 from mlipserve.client import RemoteCalculator
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import lennard_jones
+from mlipserve.server.serving.local import LocalProvider
 
 
 class LocalCalculator(Calculator):
@@ -28,8 +28,11 @@ class LocalCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         res = self.provider.evaluate([self.atoms], ["energy", "forces"])[0]
-        self.results = {"energy": res["energy"], "free_energy": res["energy"],
-                        "forces": res["forces"]}
+        self.results = {
+            "energy": res["energy"],
+            "free_energy": res["energy"],
+            "forces": res["forces"],
+        }
 
 
 def start_atoms():

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ase.build import bulk
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.runner import TRUST_HI, TRUST_LO
+
+from mlipserve.server.serving.dispatch import TRUST_HI, TRUST_LO
+from mlipserve.server.serving.local import LocalProvider
 
 
 def test_flags_follow_max_force_std_against_trust_levels():
