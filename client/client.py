@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
@@ -92,6 +93,12 @@ class Client(ClientCore):
             )
         )
         return model_list(response)
+
+    def clone(self) -> Client:
+        """A client with the same settings (targets, key, TLS, retries) and its own channel."""
+        new = copy.copy(self)
+        new._channel, new._stub, new._lock = None, None, threading.Lock()
+        return new
 
     def stream(self) -> StreamSession:
         """Open a streaming session (one per trajectory) for step-by-step loops."""

@@ -289,6 +289,8 @@ def run_ipi_driver(
     """
     if clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients}")
+    # a system without a periodic cell has no volume, hence no stress: i-PI gets a zero virial
+    stress = stress and bool(np.all(template.pbc))
     if not unix and not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, got {port}")
     with Client(

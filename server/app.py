@@ -131,6 +131,10 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
             ("grpc.so_reuseport", 0),
+            # clients ping every 30 s on idle streams (client/core.py); the default policy
+            # (5 min) answers that with GOAWAY "too_many_pings" after ~200 s
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
     add_to_server(PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
