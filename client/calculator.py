@@ -144,7 +144,7 @@ class RemoteCalculator(Calculator):
             self.results["free_energy"] = result["energy"]
             self.extras = {k: result[k] for k in EXTRAS if k in result}
 
-    def todict(self) -> dict[str, Any]:
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
         """The settings that make an equal calculator (ASE's convention)."""
         return {
             "target": list(self.client.targets),
