@@ -11,6 +11,7 @@ from mlipserve.client.errors import (
     ResourceExhausted,
     ServerError,
     ServerUnavailable,
+    TrustWarning,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StreamSession",
+    "TrustWarning",
 ]

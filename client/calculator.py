@@ -12,6 +12,7 @@ stream when it is garbage-collected. What ASE has no name for sits in `calc.extr
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.data import chemical_symbols
 
 from mlipserve.client.client import Client, StreamSession
+from mlipserve.client.errors import TrustWarning
 from mlipserve.wire import SystemArrays
 
 ASE_PROPERTIES = ("energy", "free_energy", "forces", "stress", "energies")
@@ -77,6 +79,7 @@ class RemoteCalculator(Calculator):
         self.extras: dict[str, Any] = {}
         self._session: StreamSession | None = self.client.stream() if stream else None
         self._info: dict[str, Any] | None = None
+        self._warned: set[str] = set()
         self._lock = threading.RLock()
         self._release = weakref.finalize(
             self, _release, self._session, self.client, self._owns_client
@@ -143,6 +146,21 @@ class RemoteCalculator(Calculator):
             self.results = {k: result[k] for k in ASE_PROPERTIES if k in result}
             self.results["free_energy"] = result["energy"]
             self.extras = {k: result[k] for k in EXTRAS if k in result}
+            self._warn(self.extras.get("warnings", ()))
+
+    def _warn(self, flags: Sequence[str]) -> None:
+        """Each kind of server flag once per calculator (a trajectory), as a TrustWarning."""
+        for flag in flags:
+            kind = flag.split(" ", 3)[:3]  # e.g. "untrusted: energy std"
+            key = " ".join(kind)
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn(
+                    f"{self.client.model or 'default model'}: {flag} (further such flags of "
+                    "this calculator are in calc.extras['warnings'] only)",
+                    TrustWarning,
+                    stacklevel=4,
+                )
 
     def todict(self, skip_default: bool = True) -> dict[str, Any]:
         """The settings that make an equal calculator (ASE's convention)."""

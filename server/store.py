@@ -39,6 +39,9 @@ METADATA = "metadata.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+TRUST_KEYS = ("trust_lo", "trust_hi", "energy_trust_lo", "energy_trust_hi")
+
+
 class StoreError(ValueError):
     """A store operation that cannot be done; the message says why."""
 
@@ -361,7 +364,7 @@ class ModelStore:
             min_distance=float(meta.get("min_distance", 0.0)),
             extra={
                 "metrics": meta.get("metrics", {}),
-                **{k: meta[k] for k in ("trust_lo", "trust_hi") if k in meta},
+                **{k: meta[k] for k in TRUST_KEYS if k in meta},
             },
         )
         return TorchPotential(module, info)

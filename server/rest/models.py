@@ -145,6 +145,8 @@ class UploadMetadata(BaseModel):
     dtype: Literal["float32", "float64"] | None = None
     trust_lo: float | None = Field(None, ge=0, allow_inf_nan=False)
     trust_hi: float | None = Field(None, ge=0, allow_inf_nan=False)
+    energy_trust_lo: float | None = Field(None, ge=0, allow_inf_nan=False)
+    energy_trust_hi: float | None = Field(None, ge=0, allow_inf_nan=False)
     min_distance: float | None = Field(None, ge=0, allow_inf_nan=False)
     created: float | None = Field(None, ge=0, allow_inf_nan=False)
     metrics: dict[str, Any] | None = None

@@ -194,27 +194,41 @@ def _release_device_memory() -> None:
 
 
 TRUST_LO, TRUST_HI = 0.05, 0.15  # eV/Å on the max per-atom force std (DP-GEN's defaults)
+# eV/atom on the energy std: a symmetric cell has zero forces (and force std) however wrong
+# its energy; these catch it (a default-model held-out energy error is a few meV/atom)
+ENERGY_TRUST_LO, ENERGY_TRUST_HI = 0.01, 0.05
 
 
-def trust_levels(info: ModelInfo) -> tuple[float, float]:
-    """(trust_lo, trust_hi) of a model: from its metadata, else the defaults."""
+def trust_levels(info: ModelInfo) -> tuple[float, float, float, float]:
+    """(trust_lo, trust_hi) on forces (eV/Å) and (energy_trust_lo, energy_trust_hi) on the
+    energy std per atom (eV/atom) of a model: from its metadata, else the defaults."""
     return (
         float(info.extra.get("trust_lo", TRUST_LO)),
         float(info.extra.get("trust_hi", TRUST_HI)),
+        float(info.extra.get("energy_trust_lo", ENERGY_TRUST_LO)),
+        float(info.extra.get("energy_trust_hi", ENERGY_TRUST_HI)),
     )
 
 
-def trust_warnings(result: dict, info: ModelInfo) -> list[str]:
-    """'candidate' between trust_lo and trust_hi, 'untrusted' above trust_hi (needs uncertainty)."""
-    std = result.get("max_force_std")
-    if std is None:
-        return []
-    lo, hi = trust_levels(info)
-    if std > hi:
-        return [f"untrusted: max force std {std:.3f} eV/Å > trust_hi {hi:g}"]
-    if std > lo:
-        return [f"candidate: max force std {std:.3f} eV/Å > trust_lo {lo:g}"]
+def _flag(value: float, lo: float, hi: float, what: str, unit: str, name: str) -> list[str]:
+    if value > hi:
+        return [f"untrusted: {what} {value:.3g} {unit} > {name}trust_hi {hi:g}"]
+    if value > lo:
+        return [f"candidate: {what} {value:.3g} {unit} > {name}trust_lo {lo:g}"]
     return []
+
+
+def trust_warnings(result: dict, info: ModelInfo, n_atoms: int) -> list[str]:
+    """'candidate' between lo and hi, 'untrusted' above hi, on the max force std and on the
+    energy std per atom (both need uncertainty); force flags first."""
+    lo, hi, e_lo, e_hi = trust_levels(info)
+    out = []
+    if result.get("max_force_std") is not None:
+        out += _flag(result["max_force_std"], lo, hi, "max force std", "eV/Å", "")
+    if result.get("energy_std") is not None and n_atoms:
+        per_atom = result["energy_std"] / n_atoms
+        out += _flag(per_atom, e_lo, e_hi, "energy std", "eV/atom", "energy_")
+    return out
 
 
 def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dict] | InvalidInput]:
@@ -236,7 +250,8 @@ def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dic
         results = [{k: v for k, v in res.items() if k in keys} for res in chunk]
         for i, res in enumerate(results):
             given = request.warnings[i] if i < len(request.warnings) else ()
-            warnings = list(given) + trust_warnings(res, model.info)
+            n_atoms = len(request.systems[i].numbers)
+            warnings = list(given) + trust_warnings(res, model.info, n_atoms)
             if warnings:
                 res["warnings"] = warnings
         per_request.append(results)

@@ -216,3 +216,19 @@ def test_forgotten_calculators_release_their_streams(server):
             break
         threading.Event().wait(0.1)
     assert threading.active_count() <= baseline + 2
+
+
+def test_flags_reach_python_users_once_per_calculator(server):
+    """Cu on the argon committee: zero forces by symmetry, energy std of tens of eV/atom; the
+    flag arrives as one TrustWarning per kind, not one per step."""
+    from mlipserve.client import TrustWarning
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    with RemoteCalculator(server.address, "lj-ensemble", uncertainty=True) as calc:
+        atoms.calc = calc
+        with pytest.warns(TrustWarning, match="untrusted: energy std") as caught:
+            for i in range(5):
+                atoms.positions[0, 0] += 1e-3 * i
+                atoms.get_potential_energy()
+        assert len([w for w in caught if "energy std" in str(w.message)]) == 1
+        assert any("energy std" in f for f in calc.extras["warnings"])
