@@ -7,6 +7,8 @@ runs the client commands without the server extras.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from mlipserve.cli import (
@@ -27,6 +29,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from mlipserve import __version__
+
+        typer.echo(f"mlipserve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Serve machine-learning interatomic potentials to many simulations."""
+
+
 app.command("serve")(serve.serve)
 app.command("eval")(evaluate.evaluate)
 app.command("ipi-driver")(ipi.ipi_driver)

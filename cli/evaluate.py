@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlipserve.cli.options import console, exit_on_errors
+from mlipserve.cli.options import TARGET, console, exit_on_errors
 
 
 def evaluate(
     file: Annotated[Path, typer.Argument(help="Any structure file ASE can read (all frames).")],
-    target: Annotated[str, typer.Option(help="Server address.")] = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Annotated[str, typer.Option(help="Model name (empty: server default).")] = "",
     stress: Annotated[bool, typer.Option(help="Also compute stress (needs a cell).")] = False,
     output: Annotated[

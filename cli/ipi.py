@@ -26,7 +26,15 @@ def ipi_driver(
     ] = "localhost",
     port: Annotated[int, typer.Option(help="i-PI's <port> (inet sockets).")] = 31415,
     unix: Annotated[bool, typer.Option("--unix", help="Connect to a unix socket.")] = False,
-    server: Annotated[str, typer.Option(help="mlipserve server address.")] = "127.0.0.1:50051",
+    server: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "--server",
+            envvar="MLIPSERVE_TARGET",
+            help="gRPC address of the mlipserve server (host:port).",
+        ),
+    ] = "127.0.0.1:50051",
     model: Annotated[str, typer.Option(help="Model name (empty: server default).")] = "",
     clients: Annotated[
         int,

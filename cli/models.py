@@ -38,6 +38,29 @@ def models_list(url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None
     console.print(table)
 
 
+@app.command("show")
+def models_show(name: str, url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None:
+    """One model: every version, what it computes, its metrics and which is the default."""
+    from ase.data import chemical_symbols
+
+    for m in _rest(url, api_key, "GET", f"/v1/models/{name}")["versions"]:
+        flags = [f for f, on in (("default", m["is_default"]), ("loaded", m["loaded"])) if on]
+        console.print(f"[bold]{m['name']}@{m['version']}[/bold] ({', '.join(flags) or 'stored'})")
+        elements = " ".join(chemical_symbols[z] for z in m.get("elements") or []) or "any"
+        ensemble = m.get("ensemble_size") or "-"
+        console.print(
+            f"  kind {m['kind']}, cutoff {m['cutoff']} Å, ensemble {ensemble}, elements {elements}"
+        )
+        if m.get("properties"):
+            console.print(f"  computes {', '.join(m['properties'])}")
+        for split, values in (m.get("metrics") or {}).items():
+            if isinstance(values, dict):
+                numbers = {k: v for k, v in values.items() if isinstance(v, (int, float))}
+                console.print(
+                    f"  {split}: " + ", ".join(f"{k} {v:.3g}" for k, v in numbers.items())
+                )
+
+
 @app.command("upload")
 def models_upload(
     name: str,

@@ -10,7 +10,17 @@ import typer
 from rich.console import Console
 
 console = Console()
-URL = Annotated[str, typer.Option("--url", help="REST address of the server.")]
+# One way to name the server for every command: --target (gRPC) / --url (REST), or the
+# environment variables MLIPSERVE_TARGET / MLIPSERVE_URL.
+TARGET = Annotated[
+    str,
+    typer.Option(
+        "--target", envvar="MLIPSERVE_TARGET", help="gRPC address of the server (host:port)."
+    ),
+]
+URL = Annotated[
+    str, typer.Option("--url", envvar="MLIPSERVE_URL", help="REST address of the server.")
+]
 KEY = Annotated[
     str | None,
     typer.Option("--api-key", envvar="MLIPSERVE_API_KEY", help="API key (or MLIPSERVE_API_KEY)."),

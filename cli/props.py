@@ -10,13 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from mlipserve.cli.options import console, exit_on_errors
+from mlipserve.cli.options import TARGET, console, exit_on_errors
 
 app = typer.Typer(
     help="Materials properties computed on a server's model (batched).", no_args_is_help=True
 )
 
-Target = Annotated[str, typer.Option(help="Server address.")]
 Model = Annotated[str, typer.Option(help="Model name (empty: server default).")]
 Output = Annotated[
     Path | None,
@@ -76,7 +75,7 @@ def _read(file: Path) -> Any:
 @app.command()
 def stress(
     file: Annotated[Path, typer.Argument(help="A periodic structure ASE can read.")],
-    target: Target = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     h: Annotated[float, typer.Option(help="Deformation step of the finite differences.")] = 1e-4,
     output: Output = None,
@@ -109,7 +108,7 @@ def elastic(
     relax_ions: Annotated[
         bool, typer.Option(help="Relax positions in every strained cell.")
     ] = False,
-    target: Target = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     output: Output = None,
 ) -> None:
@@ -157,7 +156,7 @@ def vacancy(
     seed: Annotated[int, typer.Option(help="Random seed (species and site sample).")] = 0,
     sample: Annotated[int, typer.Option(help="Sites to remove (0: every site).")] = 0,
     fmax: Annotated[float, typer.Option(help="Relaxation threshold (eV/Å).")] = 0.02,
-    target: Target = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     output: Output = None,
 ) -> None:
@@ -193,7 +192,7 @@ def surface(
     symbol: Annotated[str, typer.Option(help="fcc element.")] = "Cu",
     facets: Annotated[str, typer.Option(help="Facets, comma-separated.")] = "100,110,111",
     relax: Annotated[bool, typer.Option(help="Relax the slabs (positions).")] = True,
-    target: Target = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     output: Output = None,
 ) -> None:
@@ -217,7 +216,7 @@ def gb(
     periods: Annotated[int, typer.Option(help="Grain thickness in periods along the normal.")] = 3,
     z_repeat: Annotated[int, typer.Option(help="Repeats along the [001] tilt axis.")] = 2,
     fmax: Annotated[float, typer.Option(help="Relaxation threshold (eV/Å).")] = 0.02,
-    target: Target = "127.0.0.1:50051",
+    target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     output: Output = None,
 ) -> None:

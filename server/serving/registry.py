@@ -26,7 +26,7 @@ def instrumented(model: Potential):
         elapsed = time.perf_counter() - start
         atoms = sum(r.n_atoms for r in requests)
         record_batch(name, len(requests), atoms, elapsed)
-        log.info(
+        log.debug(  # one line per batch: INFO would drown a busy server's log
             "batch",
             extra={
                 "fields": {

@@ -15,8 +15,8 @@ from mlipserve.server.config import Settings
 from tests.conftest import ServerProcess, free_port
 
 
-def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}  # rich tables unwrapped
+def cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}  # rich tables unwrapped
     return subprocess.run(
         [sys.executable, "-m", "mlipserve.cli", *args],
         capture_output=True,

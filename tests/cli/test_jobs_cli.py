@@ -84,3 +84,27 @@ def test_jobs_cli_refuses_import_paths_and_dataset_paths_and_shares(tmp_path):
         assert bad.returncode == 1 and "not a dataset name" in bad.stdout
     finally:
         srv.stop()
+
+
+def test_version_models_show_and_one_way_to_name_the_server(tmp_path):
+    from mlipserve import __version__
+
+    assert cli("--version").stdout.strip() == f"mlipserve {__version__}"
+    srv = ServerThread(Settings(port=0, models=["lj-ensemble", "emt"], data_dir=tmp_path))
+    try:
+        env_url = {"MLIPSERVE_URL": srv.rest_url}
+        shown = cli("models", "show", "emt", env=env_url)  # the REST address from the env
+        assert shown.returncode == 0, shown.stderr + shown.stdout
+        assert (
+            "emt@" in shown.stdout and "Cu" in shown.stdout and "(default, loaded)" in shown.stdout
+        )
+        missing = cli("models", "show", "nope", env=env_url)
+        assert missing.returncode == 1 and "unknown model 'nope'" in missing.stdout
+        path = tmp_path / "ar.extxyz"
+        ase.io.write(path, bulk("Ar", "fcc", a=5.26, cubic=True))
+        env_target = {"MLIPSERVE_TARGET": srv.address}
+        evaluated = cli("eval", str(path), "--model", "lj-ensemble", env=env_target)
+        assert evaluated.returncode == 0, evaluated.stderr + evaluated.stdout
+        assert "lj-ensemble@" in evaluated.stdout
+    finally:
+        srv.stop()
