@@ -31,7 +31,10 @@ def make_data(
 def train_model(
     data: Annotated[Path, typer.Argument(help="Labelled structures: extxyz or ase.db.")],
     name: Annotated[str, typer.Option(help="Model name in the store.")] = "default",
-    store: Annotated[Path, typer.Option(help="Model store directory.")] = Path("models"),
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Model store directory (default: the server settings' store)."),
+    ] = None,
     report: Annotated[Path, typer.Option(help="Folder for plots and metrics.")] = Path(
         "train-report"
     ),
@@ -73,6 +76,10 @@ def train_model(
         for key, path in (("held_out", test_data), ("out_of_distribution", ood_data))
         if path is not None
     }
+    if store is None:
+        from mlipserve.server.config import Settings
+
+        store = Settings().model_store_dir
     version, metrics = train_version(
         load_structures(data),
         ModelStore(store),
@@ -95,3 +102,4 @@ def train_model(
             f"{m.get('calibration_spearman') or float('nan'):.2f}",
         )
     console.print(table)
+    console.print(f"stored {name}@{version} in {store}; plots and metrics in {report}")

@@ -42,6 +42,8 @@ def check_endpoints(initial: Atoms, final: Atoms) -> None:
         raise ValueError("NEB endpoints have different periodic boundary conditions")
     if not np.allclose(initial.cell.array, final.cell.array, atol=1e-8):
         raise ValueError("NEB endpoints have different cells (variable-cell NEB is not supported)")
+    if np.allclose(initial.positions, final.positions, atol=1e-6):
+        raise ValueError("NEB endpoints are the same structure: there is no path to find")
 
 
 def make_band(

@@ -9,10 +9,11 @@ distance needs, so no request can take the process down.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from mlipserve.server.models.neighbors import face_distances, neighbor_boxes, vesin_box, vesin_grid
 from mlipserve.wire import SystemArrays
@@ -45,6 +46,11 @@ class Limits:
 # overflows vesin's int32 cell indices in small periodic cells: refused, not wrapped.
 MAX_COORDINATE = 1e6
 MAX_FRACTIONAL = 1e6  # periodic images away from the cell (fractional coordinate)
+
+
+def symbols(numbers: Iterable[int]) -> str:
+    """Atomic numbers as sorted element symbols: "Cu, Ni"."""
+    return ", ".join(chemical_symbols[z] for z in sorted(numbers))
 
 
 def _first(mask: np.ndarray | np.bool_) -> int:
@@ -198,8 +204,8 @@ def check_systems(
             s = int(system_of[_first(unknown)])
             bad = sorted(set(np.unique(numbers[offsets[s] : offsets[s + 1]]).tolist()) - elements)
             raise InvalidInput(
-                f"systems[{s}].numbers: elements {bad} are not supported by this "
-                f"model (it knows {sorted(elements)})"
+                f"systems[{s}].numbers: elements {symbols(bad)} are not supported by this "
+                f"model (it knows {symbols(elements)})"
             )
     bad_cell = ~np.isfinite(cells).all(axis=(1, 2)) | (np.abs(cells) > MAX_COORDINATE).any(
         axis=(1, 2)

@@ -184,3 +184,13 @@ def test_bad_bands_are_refused(emt, au_al_endpoints):
         BatchedNEB([initial, final], emt)
     with pytest.raises(ValueError, match="interpolation method"):
         make_band(initial, final, 3, method="spline")
+
+
+def test_identical_endpoints_are_refused():
+    from ase.build import bulk
+
+    from mlipserve.simulation.neb import make_band
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    with pytest.raises(ValueError, match="same structure"):
+        make_band(atoms, atoms.copy(), 3)

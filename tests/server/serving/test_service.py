@@ -151,7 +151,7 @@ BAD = {
     ),
     "element outside emt": (
         pb.EvaluateRequest(model="emt", systems=raw_request().systems, properties=[pb.ENERGY]),
-        "elements [18] are not supported",
+        "elements Ar are not supported",
     ),
 }
 
