@@ -44,8 +44,23 @@ def jobs_list(
 
 @app.command("show")
 def jobs_show(job_id: str, url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None:
-    """One job's record: state, progress, logs and result as JSON."""
-    console.print_json(json.dumps(rest_call(url, api_key, "GET", f"/v1/jobs/{job_id}")))
+    """One job's record: state, progress, logs and result as JSON (times in local ISO form)."""
+    record = rest_call(url, api_key, "GET", f"/v1/jobs/{job_id}")
+    console.print_json(json.dumps(readable_times(record)))
+
+
+TIME_FIELDS = ("created", "enqueued", "started", "finished")
+
+
+def readable_times(record: dict) -> dict:
+    """The record with its Unix-time fields as local ISO timestamps (the rest unchanged)."""
+    from datetime import datetime
+
+    out = dict(record)
+    for key in TIME_FIELDS:
+        if isinstance(out.get(key), (int, float)):
+            out[key] = datetime.fromtimestamp(out[key]).isoformat(sep=" ", timespec="seconds")
+    return out
 
 
 @app.command("submit")

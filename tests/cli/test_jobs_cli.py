@@ -34,6 +34,7 @@ def test_jobs_commands_round_trip(tmp_path):
         shown = cli("jobs", "show", job_id, *url)
         record = json.loads(shown.stdout)
         assert record["kind"] == "label" and record["state"] == "queued"
+        assert record["created"][:4].isdigit() and record["created"][4] == "-"  # a date, not 1.7e9
         listed = cli("jobs", "list", *url)
         assert job_id in listed.stdout and "label" in listed.stdout
         cancelled = cli("jobs", "cancel", job_id, *url)
