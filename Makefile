@@ -1,10 +1,11 @@
 # The two commands of the README: `make serve` and `make test`. Each creates .venv if missing.
+# `make lint` and `make typecheck` are the habits CI enforces (see CONTRIBUTING.md).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test venv stubs bench clean default-model
+.PHONY: serve test venv stubs bench clean default-model lint format typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,19 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/python .ci/package_tree.py > /dev/null
+	MYPYPATH=build/pkg $(BIN)/mypy -p mlipserve.client -p mlipserve.simulation \
+	  -p mlipserve.server.serving -p mlipserve.wire
 
 stubs: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos --grpc_python_out=protos \

@@ -1,4 +1,4 @@
-"""The active-learning curve: held-out force error vs number of labels, uncertainty-picked vs random.
+"""The active-learning curve: held-out force error vs labels, uncertainty-picked vs random.
 
 A small ensemble trained on bulk fcc Cu only (EMT labels) meets a Cu(100) slab with a
 vacancy at 800 K. A pool of MD frames of the slab is scored by the ensemble's max force
@@ -53,8 +53,9 @@ def slab_frames(n: int, seed: int, every: int = 5):
     del slab[len(slab) - 1]
     slab.calc = EMT()
     MaxwellBoltzmannDistribution(slab, temperature_K=800, rng=np.random.default_rng(seed))
-    dyn = Langevin(slab, 2 * units.fs, temperature_K=800, friction=0.02,
-                   rng=np.random.default_rng(seed + 1))
+    dyn = Langevin(
+        slab, 2 * units.fs, temperature_K=800, friction=0.02, rng=np.random.default_rng(seed + 1)
+    )
     frames = []
     for _ in range(n):
         dyn.run(every)
@@ -70,30 +71,55 @@ def main() -> None:
         v1, _ = train_version(base, store, "cu", cfg, arch=ARCH, progress=False)
         pool, held_out = slab_frames(120, 1), slab_frames(20, 2, every=10)
         module = store.load_module("cu", v1)[0]
-        stds = np.array([r["max_force_std"] for r in as_provider(module).evaluate(
-            pool, ["energy", "forces", "uncertainty"])])
+        stds = np.array(
+            [
+                r["max_force_std"]
+                for r in as_provider(module).evaluate(pool, ["energy", "forces", "uncertainty"])
+            ]
+        )
         initial = evaluate_split(module, held_out)["force_mae_mev_per_A"]
         rng = np.random.default_rng(3)
         curves = {"uncertainty": [], "random": []}
         for budget in BUDGETS:
-            picks = {"uncertainty": np.argsort(stds)[::-1][:budget],
-                     "random": rng.choice(len(pool), budget, replace=False)}
+            picks = {
+                "uncertainty": np.argsort(stds)[::-1][:budget],
+                "random": rng.choice(len(pool), budget, replace=False),
+            }
             for strategy, idx in picks.items():
                 data = base + [pool[i] for i in idx]
-                version, _ = train_version(data, store, "cu", TrainConfig(
-                    epochs=30, batch_size=4, seed=1, lr=3e-3), warm_start=v1,
-                    make_default=False, progress=False)
-                mae = evaluate_split(store.load_module("cu", version)[0],
-                                     held_out)["force_mae_mev_per_A"]
+                version, _ = train_version(
+                    data,
+                    store,
+                    "cu",
+                    TrainConfig(epochs=30, batch_size=4, seed=1, lr=3e-3),
+                    warm_start=v1,
+                    make_default=False,
+                    progress=False,
+                )
+                mae = evaluate_split(store.load_module("cu", version)[0], held_out)[
+                    "force_mae_mev_per_A"
+                ]
                 curves[strategy].append(mae)
-                print(f"{strategy:11s} {budget:3d} labels: held-out force MAE {mae:6.1f} meV/Å "
-                      f"(initial {initial:.1f})", flush=True)
+                print(
+                    f"{strategy:11s} {budget:3d} labels: held-out force MAE {mae:6.1f} meV/Å "
+                    f"(initial {initial:.1f})",
+                    flush=True,
+                )
     _plot(initial, curves)
-    write_result("al_curve", {"budgets": list(BUDGETS), "initial_force_mae": initial,
-                              "force_mae": curves, "pool_size": len(pool),
-                              "pool_max_force_std": {"min": float(stds.min()),
-                                                     "median": float(np.median(stds)),
-                                                     "max": float(stds.max())}})
+    write_result(
+        "al_curve",
+        {
+            "budgets": list(BUDGETS),
+            "initial_force_mae": initial,
+            "force_mae": curves,
+            "pool_size": len(pool),
+            "pool_max_force_std": {
+                "min": float(stds.min()),
+                "median": float(np.median(stds)),
+                "max": float(stds.max()),
+            },
+        },
+    )
 
 
 def _plot(initial: float, curves: dict) -> None:

@@ -61,12 +61,18 @@ def main() -> None:
     _, user = keys.create("user", "light")
     _, flooder = keys.create("user", "flood")
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True) * (2, 2, 4)  # 64 atoms
-    with ChildServer("--models", "lj", "--auth", "--data-dir", str(data)) as on, \
-            ChildServer("--models", "lj") as off:
+    with (
+        ChildServer("--models", "lj", "--auth", "--data-dir", str(data)) as on,
+        ChildServer("--models", "lj") as off,
+    ):
         unary_on, unary_off = Client(on.address, "lj", api_key=user), Client(off.address, "lj")
-        t_on, t_off = interleaved(lambda: unary_on.evaluate(atoms), lambda: unary_off.evaluate(atoms), 300)
+        t_on, t_off = interleaved(
+            lambda: unary_on.evaluate(atoms), lambda: unary_off.evaluate(atoms), 300
+        )
         s_on, s_off = unary_on.stream(), unary_off.stream()
-        st_on, st_off = interleaved(lambda: s_on.evaluate(atoms), lambda: s_off.evaluate(atoms), 300)
+        st_on, st_off = interleaved(
+            lambda: s_on.evaluate(atoms), lambda: s_off.evaluate(atoms), 300
+        )
         s_on.close()
         s_off.close()
         overhead = {
@@ -82,13 +88,23 @@ def main() -> None:
             beside = p50_p95(light(on.address, user))
         finally:
             flood.kill()
-    print(f"auth+metrics overhead: unary {overhead['unary']['ratio_median']:.3f}, "
-          f"stream {overhead['stream']['ratio_median']:.3f}")
-    print(f"light tenant p50/p95 {alone['p50_us']:.0f}/{alone['p95_us']:.0f} µs alone, "
-          f"{beside['p50_us']:.0f}/{beside['p95_us']:.0f} µs beside a flood")
-    path = write_result("auth_overhead", {"overhead": overhead, "light_alone": alone,
-                                          "light_beside_flood": beside,
-                                          "goal": "overhead <= 1.05; light p95 beside <= 3x alone"})
+    print(
+        f"auth+metrics overhead: unary {overhead['unary']['ratio_median']:.3f}, "
+        f"stream {overhead['stream']['ratio_median']:.3f}"
+    )
+    print(
+        f"light tenant p50/p95 {alone['p50_us']:.0f}/{alone['p95_us']:.0f} µs alone, "
+        f"{beside['p50_us']:.0f}/{beside['p95_us']:.0f} µs beside a flood"
+    )
+    path = write_result(
+        "auth_overhead",
+        {
+            "overhead": overhead,
+            "light_alone": alone,
+            "light_beside_flood": beside,
+            "goal": "overhead <= 1.05; light p95 beside <= 3x alone",
+        },
+    )
     print("wrote", path)
 
 

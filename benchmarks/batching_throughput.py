@@ -43,9 +43,12 @@ async def load(address: str, clients: int, seconds: float, model: str) -> dict:
     start.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
-    return {"evaluations": sum(counts), "seconds": elapsed,
-            "per_s": sum(counts) / elapsed,
-            "mean_requests_per_batch": sum(batch_sizes) / max(1, len(batch_sizes))}
+    return {
+        "evaluations": sum(counts),
+        "seconds": elapsed,
+        "per_s": sum(counts) / elapsed,
+        "mean_requests_per_batch": sum(batch_sizes) / max(1, len(batch_sizes)),
+    }
 
 
 def main() -> None:
@@ -58,15 +61,26 @@ def main() -> None:
     for mode in ("--batching", "--no-batching"):
         with ChildServer("--models", args.model, mode) as server:
             out[mode.strip("-")] = asyncio.run(
-                load(server.address, args.clients, args.seconds, args.model))
+                load(server.address, args.clients, args.seconds, args.model)
+            )
         r = out[mode.strip("-")]
-        print(f"{mode:14s} {r['per_s']:8.1f} evaluations/s, "
-              f"{r['mean_requests_per_batch']:.1f} requests per batch")
+        print(
+            f"{mode:14s} {r['per_s']:8.1f} evaluations/s, "
+            f"{r['mean_requests_per_batch']:.1f} requests per batch"
+        )
     ratio = out["batching"]["per_s"] / out["no-batching"]["per_s"]
     print(f"throughput ratio batching on/off: {ratio:.2f}")
-    path = write_result("batching_throughput", {
-        "clients": args.clients, "atoms_per_system": 32, "model": args.model, **out,
-        "ratio": ratio, "goal": ">=3x on CPU"})
+    path = write_result(
+        "batching_throughput",
+        {
+            "clients": args.clients,
+            "atoms_per_system": 32,
+            "model": args.model,
+            **out,
+            "ratio": ratio,
+            "goal": ">=3x on CPU",
+        },
+    )
     print("wrote", path)
 
 

@@ -35,14 +35,21 @@ def main() -> None:
     parent, child = mp.Pipe()
     proc = mp.get_context("fork").Process(target=_worker, args=(child,), daemon=True)
     proc.start()
-    batch = {"positions": atoms.positions.copy(), "numbers": atoms.numbers.astype(np.int64),
-             "cell": atoms.cell.array[None].copy(), "pbc": atoms.pbc[None].copy()}
+    batch = {
+        "positions": atoms.positions.copy(),
+        "numbers": atoms.numbers.astype(np.int64),
+        "cell": atoms.cell.array[None].copy(),
+        "pbc": atoms.pbc[None].copy(),
+    }
 
     def hop() -> None:
         parent.send(batch)
         parent.recv()
 
-    with ChildServer("--models", "lj") as server, RemoteCalculator(server.address, model="lj") as calc:
+    with (
+        ChildServer("--models", "lj") as server,
+        RemoteCalculator(server.address, model="lj") as calc,
+    ):
         atoms.calc = calc
 
         def round_trip() -> None:
@@ -53,13 +60,19 @@ def main() -> None:
     parent.send(None)
     proc.join(5)
     trip, extra = summarize(trips), summarize(hops)
-    result = {"atoms": len(atoms), "stream_round_trip": trip, "child_process_hop": extra,
-              "hop_over_round_trip_median": extra["median_us"] / trip["median_us"],
-              "hop_over_round_trip_p90": extra["p90_us"] / trip["p90_us"]}
+    result = {
+        "atoms": len(atoms),
+        "stream_round_trip": trip,
+        "child_process_hop": extra,
+        "hop_over_round_trip_median": extra["median_us"] / trip["median_us"],
+        "hop_over_round_trip_p90": extra["p90_us"] / trip["p90_us"],
+    }
     path = write_result("child_process_hop", result)
-    print(f"stream round trip {trip['median_us']:.0f} µs median, child hop "
-          f"{extra['median_us']:.0f} µs: +{100 * result['hop_over_round_trip_median']:.0f} % "
-          f"(p90 +{100 * result['hop_over_round_trip_p90']:.0f} %) -> {path}")
+    print(
+        f"stream round trip {trip['median_us']:.0f} µs median, child hop "
+        f"{extra['median_us']:.0f} µs: +{100 * result['hop_over_round_trip_median']:.0f} % "
+        f"(p90 +{100 * result['hop_over_round_trip_p90']:.0f} %) -> {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ def free_port() -> int:
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "platform": platform.platform(), "host": platform.node()}
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "host": platform.node(),
+    }
     try:
         import torch
 
@@ -62,9 +66,19 @@ class ChildServer:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(self.port),
-             "--rest-port", "0", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "mlipserve.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--rest-port",
+                "0",
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(self.proc.pid, cpus)
@@ -89,8 +103,11 @@ class ChildServer:
 def summarize(seconds: list[float]) -> dict:
     """Median and p90 in microseconds."""
     arr = np.array(seconds) * 1e6
-    return {"median_us": float(np.median(arr)), "p90_us": float(np.percentile(arr, 90)),
-            "n": len(arr)}
+    return {
+        "median_us": float(np.median(arr)),
+        "p90_us": float(np.percentile(arr, 90)),
+        "n": len(arr),
+    }
 
 
 def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
@@ -133,8 +150,13 @@ def write_result(name: str, payload: dict) -> Path:
     """Write benchmarks/results/<name>.json with the machine facts, BLAS threads and load."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "machine": machine(), "openblas_num_threads": blas_threads(),
-               "load_average_at_end": load_average(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+        "openblas_num_threads": blas_threads(),
+        "load_average_at_end": load_average(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2))
     return path

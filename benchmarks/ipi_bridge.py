@@ -35,12 +35,21 @@ STEPS = int(os.environ.get("BENCH_STEPS", "120"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 WARMUP_STEPS = 10
 BEADS = 8
-NAMES = {"ase": "ASE SocketClient + EMT", "ase-new": "ASE SocketClient + EMT, new NL per call",
-         "bridge": "mlipserve bridge"}
+NAMES = {
+    "ase": "ASE SocketClient + EMT",
+    "ase-new": "ASE SocketClient + EMT, new NL per call",
+    "bridge": "mlipserve bridge",
+}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 IPI = str(Path(sys.executable).with_name("i-pi"))
-CONFIGS = (("ase", 1, 1), ("ase-new", 1, 1), ("bridge", 1, 1), ("ase", 4, 1), ("bridge", 4, 1),
-           ("bridge", 1, 8))
+CONFIGS = (
+    ("ase", 1, 1),
+    ("ase-new", 1, 1),
+    ("bridge", 1, 1),
+    ("ase", 4, 1),
+    ("bridge", 4, 1),
+    ("bridge", 1, 8),
+)
 
 XML = """<simulation verbosity="high" safe_stride="100000">
   <output prefix="sim"><properties stride="10" filename="out"> [ step, potential ] </properties>
@@ -77,12 +86,14 @@ def write_inputs(folder: Path, batch: int) -> str:
     a, b, c = atoms.cell.lengths()
     header = f"# CELL(abcABC): {a} {b} {c} 90 90 90 cell{{angstrom}} positions{{angstrom}}"
     lines = [str(len(atoms)), header]
-    lines += [f"{s} {x:.17g} {y:.17g} {z:.17g}"
-              for s, (x, y, z) in zip(atoms.symbols, atoms.positions)]
+    lines += [
+        f"{s} {x:.17g} {y:.17g} {z:.17g}" for s, (x, y, z) in zip(atoms.symbols, atoms.positions)
+    ]
     (folder / "init.xyz").write_text("\n".join(lines) + "\n")
     address = f"mlipserve-bench-{uuid.uuid4().hex[:8]}"
-    (folder / "input.xml").write_text(XML.format(steps=STEPS, address=address, batch=batch,
-                                                 beads=BEADS))
+    (folder / "input.xml").write_text(
+        XML.format(steps=STEPS, address=address, batch=batch, beads=BEADS)
+    )
     return address
 
 
@@ -111,17 +122,45 @@ def one_run(kind: str, clients: int, batch: int, server: str) -> np.ndarray:
     """One i-PI run; i-PI's wall time of every step after the warm-up (seconds)."""
     folder = Path(tempfile.mkdtemp(prefix="ipi-bench-"))
     address = write_inputs(folder, batch)
-    ipi = subprocess.Popen([IPI, "input.xml"], cwd=folder, env=ENV, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    ipi = subprocess.Popen(
+        [IPI, "input.xml"],
+        cwd=folder,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if kind.startswith("ase"):
-        drivers = [subprocess.Popen([sys.executable, "-m", "benchmarks.ipi_bridge",
-                                     f"--{kind}-client", address], env=ENV)
-                   for _ in range(clients)]
+        drivers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.ipi_bridge", f"--{kind}-client", address],
+                env=ENV,
+            )
+            for _ in range(clients)
+        ]
     else:
-        drivers = [subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "ipi-driver", str(folder / "init.xyz"),
-             "--unix", "--address", address, "--server", server, "--model", "emt",
-             "--clients", str(clients)], env=ENV, stdout=subprocess.DEVNULL)]
+        drivers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlipserve.cli",
+                    "ipi-driver",
+                    str(folder / "init.xyz"),
+                    "--unix",
+                    "--address",
+                    address,
+                    "--server",
+                    server,
+                    "--model",
+                    "emt",
+                    "--clients",
+                    str(clients),
+                ],
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+            )
+        ]
     out, _ = ipi.communicate(timeout=900)
     for proc in drivers:
         if proc.wait(60) != 0:
@@ -151,8 +190,10 @@ def emt_cost_ms(repeats: int = 20) -> dict:
         fresh.calculate(atoms.copy(), ["energy", "forces", "stress"], all_changes)
 
     a, b = interleaved(step, new, repeats)
-    return {"neighbour_list_kept": 1e3 * float(np.median(a)),
-            "every_structure_new": 1e3 * float(np.median(b))}
+    return {
+        "neighbour_list_kept": 1e3 * float(np.median(a)),
+        "every_structure_new": 1e3 * float(np.median(b)),
+    }
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -164,8 +205,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
     labels = [r["label"] for r in rows]
-    ax.barh(labels, [r["median_ms_per_step"] for r in rows],
-            color=["tab:blue" if r["driver"] == "bridge" else "tab:gray" for r in rows])
+    ax.barh(
+        labels,
+        [r["median_ms_per_step"] for r in rows],
+        color=["tab:blue" if r["driver"] == "bridge" else "tab:gray" for r in rows],
+    )
     ax.set_xlabel(f"ms per i-PI step ({BEADS} beads × {len(copper())} Cu, EMT; median)")
     ax.invert_yaxis()
     fig.tight_layout()
@@ -186,29 +230,49 @@ def main() -> None:
     rows = []
     for (kind, clients, batch), runs in samples.items():
         times = np.concatenate(runs) * 1e3
-        label = (f"{NAMES[kind]}, "
-                 f"{clients} client{'s' if clients > 1 else ''}"
-                 + (f", i-PI batch_size {batch}" if batch > 1 else ""))
-        rows.append({"label": label, "driver": kind, "clients": clients, "batch_size": batch,
-                     "median_ms_per_step": float(np.median(times)),
-                     "p90_ms_per_step": float(np.percentile(times, 90)),
-                     "median_per_round": [float(1e3 * np.median(r)) for r in runs],
-                     "steps_timed": int(times.size)})
+        label = f"{NAMES[kind]}, {clients} client{'s' if clients > 1 else ''}" + (
+            f", i-PI batch_size {batch}" if batch > 1 else ""
+        )
+        rows.append(
+            {
+                "label": label,
+                "driver": kind,
+                "clients": clients,
+                "batch_size": batch,
+                "median_ms_per_step": float(np.median(times)),
+                "p90_ms_per_step": float(np.percentile(times, 90)),
+                "median_per_round": [float(1e3 * np.median(r)) for r in runs],
+                "steps_timed": int(times.size),
+            }
+        )
     by = {(r["driver"], r["clients"], r["batch_size"]): r["median_ms_per_step"] for r in rows}
-    ratios = {"bridge_over_ase_1_client": by[("bridge", 1, 1)] / by[("ase", 1, 1)],
-              "bridge_over_ase_new_emt_1_client": by[("bridge", 1, 1)] / by[("ase-new", 1, 1)],
-              "bridge_over_ase_4_clients": by[("bridge", 4, 1)] / by[("ase", 4, 1)],
-              "bridge_batch8_over_ase_4_clients": by[("bridge", 1, 8)] / by[("ase", 4, 1)]}
+    ratios = {
+        "bridge_over_ase_1_client": by[("bridge", 1, 1)] / by[("ase", 1, 1)],
+        "bridge_over_ase_new_emt_1_client": by[("bridge", 1, 1)] / by[("ase-new", 1, 1)],
+        "bridge_over_ase_4_clients": by[("bridge", 4, 1)] / by[("ase", 4, 1)],
+        "bridge_batch8_over_ase_4_clients": by[("bridge", 1, 8)] / by[("ase", 4, 1)],
+    }
     for r in rows:
-        print(f"{r['label']:55s} median {r['median_ms_per_step']:6.1f} ms/step "
-              f"p90 {r['p90_ms_per_step']:6.1f}")
+        print(
+            f"{r['label']:55s} median {r['median_ms_per_step']:6.1f} ms/step "
+            f"p90 {r['p90_ms_per_step']:6.1f}"
+        )
     print({k: round(v, 2) for k, v in ratios.items()})
     emt = emt_cost_ms()
     print(f"EMT per call: {emt}")
-    path = write_result("ipi_bridge", {
-        "system": f"{BEADS} beads x {len(copper())} Cu atoms, EMT, PIMD NVT PILE-L, unix socket",
-        "steps_per_run": STEPS, "warmup_steps_dropped": WARMUP_STEPS, "rounds": ROUNDS,
-        "rows": rows, "ratios": ratios, "emt_ms_per_call": emt})
+    path = write_result(
+        "ipi_bridge",
+        {
+            "system": f"{BEADS} beads x {len(copper())} Cu atoms, EMT, PIMD NVT PILE-L, "
+            "unix socket",
+            "steps_per_run": STEPS,
+            "warmup_steps_dropped": WARMUP_STEPS,
+            "rounds": ROUNDS,
+            "rows": rows,
+            "ratios": ratios,
+            "emt_ms_per_call": emt,
+        },
+    )
     plot(rows, path.with_suffix(".png"))
     print("wrote", path)
 

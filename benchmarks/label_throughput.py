@@ -52,15 +52,35 @@ def run_case(labeller: str, make, jobs: int, per_job: int, workers: int) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/queue.db"
         store = JobStore(url)
-        ids = [store.submit("label", {"structures": [atoms_to_dict(a) for a in make(per_job, j)],
-                                      "labeller": labeller, "dataset": "bench"}).id
-               for j in range(jobs)]
-        env = {**os.environ, "MLIPSERVE_QUEUE_URL": url, "MLIPSERVE_DATA_DIR": tmp,
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        ids = [
+            store.submit(
+                "label",
+                {
+                    "structures": [atoms_to_dict(a) for a in make(per_job, j)],
+                    "labeller": labeller,
+                    "dataset": "bench",
+                },
+            ).id
+            for j in range(jobs)
+        ]
+        env = {
+            **os.environ,
+            "MLIPSERVE_QUEUE_URL": url,
+            "MLIPSERVE_DATA_DIR": tmp,
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
         start = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-m", "mlipserve.cli", "worker"], env=env,
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for _ in range(workers)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mlipserve.cli", "worker"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
         try:
             while True:
                 states = [store.get(i).state for i in ids]
@@ -74,8 +94,15 @@ def run_case(labeller: str, make, jobs: int, per_job: int, workers: int) -> dict
                 p.wait()
         failed = states.count("failed")
     labels = jobs * per_job
-    return {"labeller": labeller, "workers": workers, "jobs": jobs, "per_job": per_job,
-            "failed_jobs": failed, "seconds": elapsed, "labels_per_hour": 3600 * labels / elapsed}
+    return {
+        "labeller": labeller,
+        "workers": workers,
+        "jobs": jobs,
+        "per_job": per_job,
+        "failed_jobs": failed,
+        "seconds": elapsed,
+        "labels_per_hour": 3600 * labels / elapsed,
+    }
 
 
 def main() -> None:
@@ -83,15 +110,21 @@ def main() -> None:
     for labeller, make, jobs, per_job in (("emt", cu_cells, 8, 25), ("xtb", molecules, 6, 5)):
         for workers in (1, 2):
             case = run_case(labeller, make, jobs, per_job, workers)
-            print(f"{labeller:4s} workers={workers}: {case['labels_per_hour']:9.0f} labels/h "
-                  f"({case['seconds']:.1f} s for {jobs * per_job})", flush=True)
+            print(
+                f"{labeller:4s} workers={workers}: {case['labels_per_hour']:9.0f} labels/h "
+                f"({case['seconds']:.1f} s for {jobs * per_job})",
+                flush=True,
+            )
             cases.append(case)
     by = {(c["labeller"], c["workers"]): c["labels_per_hour"] for c in cases}
-    write_result("label_throughput", {
-        "cases": cases,
-        "speedup_2_workers": {lab: by[(lab, 2)] / by[(lab, 1)] for lab in ("emt", "xtb")},
-        "note": "queue: SQLite; each job runs in a child process (spawn); 2-core machine",
-    })
+    write_result(
+        "label_throughput",
+        {
+            "cases": cases,
+            "speedup_2_workers": {lab: by[(lab, 2)] / by[(lab, 1)] for lab in ("emt", "xtb")},
+            "note": "queue: SQLite; each job runs in a child process (spawn); 2-core machine",
+        },
+    )
 
 
 if __name__ == "__main__":

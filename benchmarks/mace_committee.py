@@ -27,6 +27,7 @@ MEMBERS = 4
 def mace_member(seed: int, elements: list[int]):
     """A random ScaleShiftMACE of about the default PaiNN member's size (float32)."""
     import torch
+
     from mlipserve.server.models.mace_model import mace_imports
 
     with mace_imports():  # mace before e3nn: e3nn alone fails on weights-only unpickling
@@ -35,47 +36,72 @@ def mace_member(seed: int, elements: list[int]):
     torch.manual_seed(seed)
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     return modules.ScaleShiftMACE(
-        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=len(elements),
-        hidden_irreps=o3.Irreps("16x0e + 16x1o"), MLP_irreps=o3.Irreps("16x0e"),
-        gate=torch.nn.functional.silu, atomic_energies=np.full(len(elements), -3.0),
-        avg_num_neighbors=40.0, atomic_numbers=elements, correlation=2,
-        atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+        r_max=5.0,
+        num_bessel=8,
+        num_polynomial_cutoff=5,
+        max_ell=2,
+        interaction_cls=block,
+        interaction_cls_first=block,
+        num_interactions=2,
+        num_elements=len(elements),
+        hidden_irreps=o3.Irreps("16x0e + 16x1o"),
+        MLP_irreps=o3.Irreps("16x0e"),
+        gate=torch.nn.functional.silu,
+        atomic_energies=np.full(len(elements), -3.0),
+        avg_num_neighbors=40.0,
+        atomic_numbers=elements,
+        correlation=2,
+        atomic_inter_scale=1.0,
+        atomic_inter_shift=0.0,
+    )
 
 
 def mace_committee(elements: list[int]):
     """A TorchPotential over an Ensemble of MEMBERS random MACE members."""
-    from mlipserve.server.models.autograd import TorchPotential
     from mlipserve.server.models.base import ModelInfo
     from mlipserve.server.models.ensemble import Ensemble
     from mlipserve.server.models.mace_model import MaceEnergy
+    from mlipserve.server.models.torch_potential import TorchPotential
 
     members = [MaceEnergy(mace_member(seed, elements)) for seed in range(MEMBERS)]
-    info = ModelInfo(name="mace-committee", version="random", kind="mace", cutoff=5.0,
-                     elements=frozenset(elements), ensemble_size=MEMBERS, dtype="float32",
-                     device="cpu")
+    info = ModelInfo(
+        name="mace-committee",
+        version="random",
+        kind="mace",
+        cutoff=5.0,
+        elements=frozenset(elements),
+        ensemble_size=MEMBERS,
+        dtype="float32",
+        device="cpu",
+    )
     return TorchPotential(Ensemble(members), info)
 
 
 def main() -> None:
     if importlib.util.find_spec("mace") is None:
-        print("mace_committee: mace-torch is not installed (needs the 'mace' extra in its own "
-              "venv); skipped")
+        print(
+            "mace_committee: mace-torch is not installed (needs the 'mace' extra in its own "
+            "venv); skipped"
+        )
         return
     import torch
     from ase.build import bulk
-    from mlipserve.server.local import LocalProvider
-    from mlipserve.server.models.builtin import load_builtin
 
     from benchmarks.common import interleaved, summarize, write_result
+    from mlipserve.server.models.builtin import load_builtin
+    from mlipserve.server.serving.local import LocalProvider
 
     default = LocalProvider(load_builtin("default", device="cpu"))
     elements = sorted(default.model.info.elements)
     mace = LocalProvider(mace_committee(elements))
-    params = {name: sum(w.numel() for w in prov.model.module.parameters())
-              for name, prov in (("default", default), ("mace", mace))}
-    print(f"parameters (all {MEMBERS} members): default {params['default']}, "
-          f"MACE {params['mace']}; torch threads {torch.get_num_threads()}")
+    params = {
+        name: sum(w.numel() for w in prov.model.module.parameters())
+        for name, prov in (("default", default), ("mace", mace))
+    }
+    print(
+        f"parameters (all {MEMBERS} members): default {params['default']}, "
+        f"MACE {params['mace']}; torch threads {torch.get_num_threads()}"
+    )
     rows = []
     for n, reps in SIZES.items():
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * reps
@@ -84,29 +110,45 @@ def main() -> None:
         mace.evaluate([atoms], PROPS)  # warm-up and the 60 s check
         first = time.perf_counter() - t0
         if first > MAX_SECONDS:
-            print(f"{n} atoms: one MACE evaluation took {first:.0f} s > {MAX_SECONDS:.0f} s; "
-                  "skipped")
+            print(
+                f"{n} atoms: one MACE evaluation took {first:.0f} s > {MAX_SECONDS:.0f} s; skipped"
+            )
             rows.append({"atoms": n, "skipped": f"MACE evaluation {first:.1f} s > 60 s"})
             continue
         repeats = 10 if n < 5000 else 3
-        t_def, t_mace = interleaved(lambda a=atoms: default.evaluate([a], PROPS),
-                                    lambda a=atoms: mace.evaluate([a], PROPS), repeats,
-                                    warmup=1)
+        t_def, t_mace = interleaved(
+            lambda a=atoms: default.evaluate([a], PROPS),
+            lambda a=atoms: mace.evaluate([a], PROPS),
+            repeats,
+            warmup=1,
+        )
         row = {"atoms": n, "default": summarize(t_def), "mace": summarize(t_mace)}
         row["default_us_per_atom"] = row["default"]["median_us"] / n
         row["mace_us_per_atom"] = row["mace"]["median_us"] / n
         row["ratio_mace_over_default"] = row["mace"]["median_us"] / row["default"]["median_us"]
         rows.append(row)
-        print(f"{n:6d} atoms  default {row['default_us_per_atom']:8.1f} µs/atom  MACE "
-              f"{row['mace_us_per_atom']:8.1f} µs/atom  MACE/default "
-              f"{row['ratio_mace_over_default']:.2f}", flush=True)
-    path = write_result("mace_committee", {
-        "rows": rows, "parameters": params, "torch_threads": torch.get_num_threads(),
-        "properties": PROPS, "dtype": "float32", "device": "cpu", "members": MEMBERS,
-        "mace_config": "ScaleShiftMACE, random weights, hidden 16x0e+16x1o, 2 interactions, "
-                       "r_max 5, max_ell 2, correlation 2, 8 Bessel, MLP 16x0e",
-        "default_model": f"shipped default {default.model.info.version} (PaiNN 32 features, "
-                         "2 layers, cutoff 5, K=4)"})
+        print(
+            f"{n:6d} atoms  default {row['default_us_per_atom']:8.1f} µs/atom  MACE "
+            f"{row['mace_us_per_atom']:8.1f} µs/atom  MACE/default "
+            f"{row['ratio_mace_over_default']:.2f}",
+            flush=True,
+        )
+    path = write_result(
+        "mace_committee",
+        {
+            "rows": rows,
+            "parameters": params,
+            "torch_threads": torch.get_num_threads(),
+            "properties": PROPS,
+            "dtype": "float32",
+            "device": "cpu",
+            "members": MEMBERS,
+            "mace_config": "ScaleShiftMACE, random weights, hidden 16x0e+16x1o, 2 interactions, "
+            "r_max 5, max_ell 2, correlation 2, 8 Bessel, MLP 16x0e",
+            "default_model": f"shipped default {default.model.info.version} (PaiNN 32 features, "
+            "2 layers, cutoff 5, K=4)",
+        },
+    )
     print("wrote", path)
 
 

@@ -19,12 +19,12 @@ import time
 import numpy as np
 from ase import units
 from ase.build import bulk
-from mlipserve.simulation import RemoteProvider
-from mlipserve.simulation.integrators import langevin_baoab
-from mlipserve.simulation.md import MolecularDynamics
-from mlipserve.simulation.state import MDState
 
 from benchmarks.common import ChildServer, write_result
+from mlipserve.simulation import RemoteProvider
+from mlipserve.simulation.md import MolecularDynamics
+from mlipserve.simulation.md.integrators import langevin_baoab
+from mlipserve.simulation.md.state import MDState
 
 TEMPERATURE = 300.0
 

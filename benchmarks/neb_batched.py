@@ -25,10 +25,6 @@ from ase.build import add_adsorbate, fcc100
 from ase.constraints import FixAtoms
 from ase.mep import NEB
 from ase.optimize import FIRE
-from mlipserve.client import Client, RemoteCalculator
-from mlipserve.simulation import RemoteProvider
-from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb
-from mlipserve.simulation.relax import relax_batch
 
 from benchmarks.common import (
     RESULTS,
@@ -36,6 +32,10 @@ from benchmarks.common import (
     free_port,
     write_result,
 )
+from mlipserve.client import Client, RemoteCalculator
+from mlipserve.simulation import RemoteProvider
+from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb
+from mlipserve.simulation.relax import relax_batch
 
 SYSTEMS = {  # model: (slab element, adatom, lattice constant, adsorption height)
     "lj": ("Ar", "Ar", 5.26, 2.6),
@@ -112,32 +112,50 @@ def main() -> None:
             provider = RemoteProvider(server.address, model)
             initial, final = endpoints(model, provider)
             provider.close()
-            runs = {"run_neb": engine, "batched_neb_ase_fire": batched,
-                    "image_by_image": image_by_image}
+            runs = {
+                "run_neb": engine,
+                "batched_neb_ase_fire": batched,
+                "image_by_image": image_by_image,
+            }
             times: dict[str, list[float]] = {k: [] for k in runs}
             steps: dict[str, int] = {}
             for _ in range(args.repeats):
                 for name, fn in runs.items():
-                    wall, nsteps = fn(server.address, model, initial, final, args.images,
-                                      args.fmax, args.steps)
+                    wall, nsteps = fn(
+                        server.address, model, initial, final, args.images, args.fmax, args.steps
+                    )
                     times[name].append(wall)
                     steps[name] = nsteps
             med = {k: float(np.median(v)) for k, v in times.items()}
-            row = {"model": model, "atoms_per_image": len(initial), "images": args.images,
-                   "steps": steps, "seconds": times, "median_s": med,
-                   "ratio": med["image_by_image"] / med["run_neb"],
-                   "ratio_ase_fire": med["image_by_image"] / med["batched_neb_ase_fire"]}
+            row = {
+                "model": model,
+                "atoms_per_image": len(initial),
+                "images": args.images,
+                "steps": steps,
+                "seconds": times,
+                "median_s": med,
+                "ratio": med["image_by_image"] / med["run_neb"],
+                "ratio_ase_fire": med["image_by_image"] / med["batched_neb_ase_fire"],
+            }
             rows.append(row)
             row["barrier_eV"] = LAST[model].barrier
-            row["profile_png"] = LAST[model].plot(
-                RESULTS / f"neb_batched_{model}.png",
-                title=f"{model}: adatom hop on fcc(100), {args.images} images").name
-            print(f"{model:4s} {len(initial)} atoms × {args.images} images, steps {steps}: "
-                  f"image-by-image {med['image_by_image']:.2f} s, run_neb {med['run_neb']:.2f} s "
-                  f"(×{row['ratio']:.2f}), BatchedNEB + ase FIRE "
-                  f"{med['batched_neb_ase_fire']:.2f} s (×{row['ratio_ase_fire']:.2f})")
-    path = write_result("neb_batched", {"rows": rows, "fmax": args.fmax,
-                                        "goal": ">=2x on CPU, >=5x on a GPU"})
+            row["profile_png"] = (
+                LAST[model]
+                .plot(
+                    RESULTS / f"neb_batched_{model}.png",
+                    title=f"{model}: adatom hop on fcc(100), {args.images} images",
+                )
+                .name
+            )
+            print(
+                f"{model:4s} {len(initial)} atoms × {args.images} images, steps {steps}: "
+                f"image-by-image {med['image_by_image']:.2f} s, run_neb {med['run_neb']:.2f} s "
+                f"(×{row['ratio']:.2f}), BatchedNEB + ase FIRE "
+                f"{med['batched_neb_ase_fire']:.2f} s (×{row['ratio_ase_fire']:.2f})"
+            )
+    path = write_result(
+        "neb_batched", {"rows": rows, "fmax": args.fmax, "goal": ">=2x on CPU, >=5x on a GPU"}
+    )
     print("wrote", path)
 
 

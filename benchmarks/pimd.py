@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from ase import units
 from ase.build import bulk
-from mlipserve.simulation import RemoteProvider
-from mlipserve.simulation.pimd import PILE_L, PathIntegralMD, PIMDIntegrator, RingPolymerState
 
 from benchmarks.common import ChildServer, write_result
+from mlipserve.simulation import RemoteProvider
+from mlipserve.simulation.pimd import PILE_L, PathIntegralMD, PIMDIntegrator, RingPolymerState
 
 BEADS, TEMPERATURE, DT_FS, TAU_FS = 32, 300.0, 1.0, 100.0
 
@@ -58,16 +58,20 @@ class Timed:
 
 def crystal(model: str):
     """32 atoms: Ar fcc (a = 5.26 Å) for LJ, Cu fcc (a = 3.61 Å) for EMT, lightly rattled."""
-    atoms = (bulk("Ar", "fcc", a=5.26, cubic=True) if model == "lj"
-             else bulk("Cu", "fcc", a=3.61, cubic=True)) * (2, 2, 2)
+    atoms = (
+        bulk("Ar", "fcc", a=5.26, cubic=True)
+        if model == "lj"
+        else bulk("Cu", "fcc", a=3.61, cubic=True)
+    ) * (2, 2, 2)
     atoms.rattle(0.02, seed=0)
     return atoms
 
 
 def make_pimd(provider, model: str) -> PathIntegralMD:
     state = RingPolymerState.from_atoms(crystal(model), BEADS, TEMPERATURE, seeds=0)
-    return PathIntegralMD(provider, state,
-                          PIMDIntegrator(DT_FS * units.fs, PILE_L(TAU_FS * units.fs)))
+    return PathIntegralMD(
+        provider, state, PIMDIntegrator(DT_FS * units.fs, PILE_L(TAU_FS * units.fs))
+    )
 
 
 def batched_vs_beads(address: str, model: str, steps: int, rounds: int) -> dict:
@@ -86,14 +90,24 @@ def batched_vs_beads(address: str, model: str, steps: int, rounds: int) -> dict:
                 seconds[key].append(time.perf_counter() - t0)
     finally:
         provider.close()
-    diff = float(np.abs(pimds["batched"].state.positions
-                        - pimds["bead_by_bead"].state.positions).max())
-    row: dict = {"model": model, "atoms": 32, "beads": BEADS, "steps_per_round": steps,
-                 "rounds": rounds, "max_position_difference_A": diff}
+    diff = float(
+        np.abs(pimds["batched"].state.positions - pimds["bead_by_bead"].state.positions).max()
+    )
+    row: dict = {
+        "model": model,
+        "atoms": 32,
+        "beads": BEADS,
+        "steps_per_round": steps,
+        "rounds": rounds,
+        "max_position_difference_A": diff,
+    }
     for key in runs:
         rates = steps / np.array(seconds[key])
-        row[key] = {"steps_per_s": float(np.median(rates)), "steps_per_s_rounds": rates.tolist(),
-                    "calls_per_step": BEADS if key == "bead_by_bead" else 1}
+        row[key] = {
+            "steps_per_s": float(np.median(rates)),
+            "steps_per_s_rounds": rates.tolist(),
+            "calls_per_step": BEADS if key == "bead_by_bead" else 1,
+        }
     row["ratio"] = row["batched"]["steps_per_s"] / row["bead_by_bead"]["steps_per_s"]
     return row
 
@@ -115,11 +129,16 @@ def our_overhead(address: str, model: str, steps: int) -> dict:
     finally:
         provider.close()
     wall, trip, compute = (np.array(x) * 1e3 for x in (walls, timed.wall, timed.compute))
-    return {"step_ms": float(np.median(wall)), "round_trip_ms": float(np.median(trip)),
-            "server_compute_ms": float(np.median(compute)),
-            "overhead_ms": float(np.median(wall - compute)),
-            "integrator_ms": float(np.median(wall - trip)),
-            "transport_ms": float(np.median(trip - compute)), "steps": steps, "model": model}
+    return {
+        "step_ms": float(np.median(wall)),
+        "round_trip_ms": float(np.median(trip)),
+        "server_compute_ms": float(np.median(compute)),
+        "overhead_ms": float(np.median(wall - compute)),
+        "integrator_ms": float(np.median(wall - trip)),
+        "transport_ms": float(np.median(trip - compute)),
+        "steps": steps,
+        "model": model,
+    }
 
 
 def ipi_overhead(steps: int) -> dict:
@@ -130,9 +149,20 @@ def ipi_overhead(steps: int) -> dict:
         return {"skipped": "i-PI is not installed"}
     atoms = crystal("emt")
     with tempfile.TemporaryDirectory() as tmp:
-        run = start_ipi(Path(tmp), list(atoms.get_chemical_symbols()), atoms.positions, BEADS,
-                        steps, TEMPERATURE, DT_FS, TAU_FS, ["-m", "dummy"], stride=steps,
-                        cell=2 * 3.61, verbosity="medium")
+        run = start_ipi(
+            Path(tmp),
+            list(atoms.get_chemical_symbols()),
+            atoms.positions,
+            BEADS,
+            steps,
+            TEMPERATURE,
+            DT_FS,
+            TAU_FS,
+            ["-m", "dummy"],
+            stride=steps,
+            cell=2 * 3.61,
+            verbosity="medium",
+        )
         t0 = time.perf_counter()
         run.wait(timeout=600)
         total = time.perf_counter() - t0
@@ -140,9 +170,13 @@ def ipi_overhead(steps: int) -> dict:
     per_step = [float(x) for x in re.findall(r"t/step:\s*([0-9.eE+-]+)", log)]
     if len(per_step) > 1:
         per_step = per_step[1:]  # the first block holds start-up
-    return {"step_ms": float(np.median(per_step)) * 1e3, "t_step_blocks_ms":
-            [round(x * 1e3, 3) for x in per_step], "steps": steps,
-            "wall_incl_startup_s": total, "driver": "i-pi-py_driver -m dummy (unix socket)"}
+    return {
+        "step_ms": float(np.median(per_step)) * 1e3,
+        "t_step_blocks_ms": [round(x * 1e3, 3) for x in per_step],
+        "steps": steps,
+        "wall_incl_startup_s": total,
+        "driver": "i-pi-py_driver -m dummy (unix socket)",
+    }
 
 
 def main() -> None:
@@ -154,37 +188,50 @@ def main() -> None:
     parser.add_argument("--ipi-steps", type=int, default=400)
     args = parser.parse_args()
     with ChildServer("--models", "lj,emt") as server:
-        comparison = [batched_vs_beads(server.address, "lj", args.steps, args.rounds),
-                      batched_vs_beads(server.address, "emt", args.emt_steps, args.rounds // 2)]
+        comparison = [
+            batched_vs_beads(server.address, "lj", args.steps, args.rounds),
+            batched_vs_beads(server.address, "emt", args.emt_steps, args.rounds // 2),
+        ]
         ours = our_overhead(server.address, "emt", max(5, args.overhead_steps // 5))
         ours_lj = our_overhead(server.address, "lj", args.overhead_steps)
         ipi = ipi_overhead(args.ipi_steps)  # right after ours, on the same (shared) machine
     ratio = ours["overhead_ms"] / ipi["step_ms"] if "step_ms" in ipi else None
     payload = {
         "setup": f"{BEADS} beads, 32 atoms, PILE-L {TAU_FS:g} fs, {TEMPERATURE:g} K, "
-                 f"dt {DT_FS:g} fs, BAOAB; server in a child process",
+        f"dt {DT_FS:g} fs, BAOAB; server in a child process",
         "batched_vs_bead_by_bead": comparison,
-        "overhead": {"ours": ours, "ours_lj_ar32": ours_lj, "ipi_dummy": ipi,
-                     "ratio_ours_to_ipi": ratio,
-                     "ratio_integrator_only_to_ipi": ours["integrator_ms"] / ipi["step_ms"]
-                     if "step_ms" in ipi else None,
-                     "goal": "ours <= 0.2 x i-PI",
-                     "terms": "overhead = step wall - server compute_s; integrator = step wall "
-                              "- client round trip (numpy ring-polymer step, systems, results); "
-                              "transport = round trip - compute_s (request build, gRPC, server "
-                              "decode and per-system validation, batcher, response encode/decode)"},
+        "overhead": {
+            "ours": ours,
+            "ours_lj_ar32": ours_lj,
+            "ipi_dummy": ipi,
+            "ratio_ours_to_ipi": ratio,
+            "ratio_integrator_only_to_ipi": ours["integrator_ms"] / ipi["step_ms"]
+            if "step_ms" in ipi
+            else None,
+            "goal": "ours <= 0.2 x i-PI",
+            "terms": "overhead = step wall - server compute_s; integrator = step wall "
+            "- client round trip (numpy ring-polymer step, systems, results); "
+            "transport = round trip - compute_s (request build, gRPC, server "
+            "decode and per-system validation, batcher, response encode/decode)",
+        },
     }
     path = write_result("pimd", payload)
     for row in comparison:
-        print(f"(a) {row['model']}: batched {row['batched']['steps_per_s']:.2f} steps/s, "
-              f"bead by bead {row['bead_by_bead']['steps_per_s']:.2f} steps/s, "
-              f"ratio {row['ratio']:.1f}x (max Δq {row['max_position_difference_A']:.1e} Å)")
+        print(
+            f"(a) {row['model']}: batched {row['batched']['steps_per_s']:.2f} steps/s, "
+            f"bead by bead {row['bead_by_bead']['steps_per_s']:.2f} steps/s, "
+            f"ratio {row['ratio']:.1f}x (max Δq {row['max_position_difference_A']:.1e} Å)"
+        )
     for name, row in (("Cu32 EMT", ours), ("Ar32 LJ", ours_lj)):
-        print(f"(b) ours {name}: overhead {row['overhead_ms']:.2f} ms/step (integrator "
-              f"{row['integrator_ms']:.2f}, transport {row['transport_ms']:.2f}; server "
-              f"compute {row['server_compute_ms']:.2f})")
-    print(f"(b) i-PI + dummy driver {ipi.get('step_ms', float('nan')):.2f} ms/step; "
-          f"ratio ours/i-PI {ratio}")
+        print(
+            f"(b) ours {name}: overhead {row['overhead_ms']:.2f} ms/step (integrator "
+            f"{row['integrator_ms']:.2f}, transport {row['transport_ms']:.2f}; server "
+            f"compute {row['server_compute_ms']:.2f})"
+        )
+    print(
+        f"(b) i-PI + dummy driver {ipi.get('step_ms', float('nan')):.2f} ms/step; "
+        f"ratio ours/i-PI {ratio}"
+    )
     print(f"wrote {path}")
 
 

@@ -23,11 +23,11 @@ import time
 import numpy as np
 from ase.build import bulk
 from ase.optimize import FIRE
+
+from benchmarks.common import ChildServer, free_port, write_result
 from mlipserve.client import RemoteCalculator
 from mlipserve.simulation import RemoteProvider
 from mlipserve.simulation.relax import relax_batch
-
-from benchmarks.common import ChildServer, free_port, write_result
 
 ALLOY = ["Cu", "Ni", "Pd", "Ag", "Au", "Pt"]
 FMAX = {"lj": 0.002, "emt": 0.05}  # eV/Å: argon's forces are ~ε/σ ≈ 3 meV/Å
@@ -49,7 +49,9 @@ def vacancy_cells(model: str, n: int) -> list:
     return cells
 
 
-def one_by_one(address: str, model: str, cells: list, fmax: float, steps: int) -> tuple[float, list]:
+def one_by_one(
+    address: str, model: str, cells: list, fmax: float, steps: int
+) -> tuple[float, list]:
     calc = RemoteCalculator(address, model)
     t0 = time.perf_counter()
     out = []
@@ -92,17 +94,27 @@ def main() -> None:
             same_steps = sum(a[0] == b[0] for a, b in zip(res_batch, res_single))
             max_de = max(abs(a[1] - b[1]) for a, b in zip(res_batch, res_single))
             steps = [s for s, _ in res_batch]
-            row = {"model": model, "fmax": fmax, "cells": len(cells), "atoms_per_cell": len(cells[0]),
-                   "fire_steps_total": int(sum(steps)), "fire_steps_max": int(max(steps)),
-                   "same_steps": int(same_steps), "max_energy_difference_eV": float(max_de),
-                   "one_by_one_s": t_single, "batched_s": t_batch, "ratio": t_single / t_batch}
+            row = {
+                "model": model,
+                "fmax": fmax,
+                "cells": len(cells),
+                "atoms_per_cell": len(cells[0]),
+                "fire_steps_total": int(sum(steps)),
+                "fire_steps_max": int(max(steps)),
+                "same_steps": int(same_steps),
+                "max_energy_difference_eV": float(max_de),
+                "one_by_one_s": t_single,
+                "batched_s": t_batch,
+                "ratio": t_single / t_batch,
+            }
             rows.append(row)
-            print(f"{model:4s} {len(cells)} cells × {len(cells[0])} atoms, {sum(steps)} FIRE steps "
-                  f"(max {max(steps)}): one by one {t_single:.2f} s, batched {t_batch:.2f} s, "
-                  f"×{row['ratio']:.2f}; same steps {same_steps}/{len(cells)}, "
-                  f"max |ΔE| {max_de:.1e} eV")
-    path = write_result("relax_batched", {"rows": rows,
-                                          "goal": ">=2x on CPU, >=5x on a GPU"})
+            print(
+                f"{model:4s} {len(cells)} cells × {len(cells[0])} atoms, {sum(steps)} FIRE steps "
+                f"(max {max(steps)}): one by one {t_single:.2f} s, batched {t_batch:.2f} s, "
+                f"×{row['ratio']:.2f}; same steps {same_steps}/{len(cells)}, "
+                f"max |ΔE| {max_de:.1e} eV"
+            )
+    path = write_result("relax_batched", {"rows": rows, "goal": ">=2x on CPU, >=5x on a GPU"})
     print("wrote", path)
 
 

@@ -14,8 +14,8 @@ from ase.build import bulk
 
 from benchmarks.common import ChildServer, interleaved, summarize, write_result
 from mlipserve.client import Client
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import load_builtin
+from mlipserve.server.serving.local import LocalProvider
 
 SIZES = {64: (4, 4, 4), 1000: (10, 10, 10), 10000: (22, 22, 21)}  # primitive fcc cells
 
@@ -42,22 +42,31 @@ def main() -> None:
                 repeats = args.repeats or {64: 200, 1000: 30, 10000: 5}[n]
                 rng = np.random.default_rng(1)
 
-                def bump():
+                def bump(atoms=atoms, rng=rng):
                     atoms.positions += rng.normal(0, 1e-4, atoms.positions.shape)
 
                 t_local, t_remote = interleaved(
-                    lambda: (bump(), local.evaluate([atoms])),
-                    lambda: (bump(), session.evaluate(atoms)),
+                    lambda atoms=atoms, local=local: (bump(), local.evaluate([atoms])),
+                    lambda atoms=atoms, session=session: (bump(), session.evaluate(atoms)),
                     repeats,
                 )
-                row = {"model": model, "atoms": len(atoms), "local": summarize(t_local),
-                       "remote": summarize(t_remote)}
+                row = {
+                    "model": model,
+                    "atoms": len(atoms),
+                    "local": summarize(t_local),
+                    "remote": summarize(t_remote),
+                }
                 row["ratio_median"] = row["remote"]["median_us"] / row["local"]["median_us"]
                 rows.append(row)
-                print(f"{model:6s} {len(atoms):6d} atoms  local {row['local']['median_us']:10.0f} µs"
-                      f"  remote {row['remote']['median_us']:10.0f} µs  ratio {row['ratio_median']:.3f}")
+                print(
+                    f"{model:6s} {len(atoms):6d} atoms  local {row['local']['median_us']:10.0f} µs"
+                    f"  remote {row['remote']['median_us']:10.0f} µs"
+                    f"  ratio {row['ratio_median']:.3f}"
+                )
             session.close()
-    path = write_result("remote_vs_local", {"rows": rows, "goal": "<=1.05 at 1000, <=1.01 at 10000"})
+    path = write_result(
+        "remote_vs_local", {"rows": rows, "goal": "<=1.05 at 1000, <=1.01 at 10000"}
+    )
     print("wrote", path)
 
 

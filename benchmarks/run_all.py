@@ -5,8 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("remote_vs_local", "stream_vs_ipi", "batching_throughput", "md_replicas",
-              "neb_batched", "relax_batched", "ensemble_cost", "training_speed", "auth_overhead")
+BENCHMARKS = (
+    "remote_vs_local",
+    "stream_vs_ipi",
+    "batching_throughput",
+    "md_replicas",
+    "neb_batched",
+    "relax_batched",
+    "ensemble_cost",
+    "training_speed",
+    "auth_overhead",
+)
 BENCHMARKS += ("ipi_bridge",)  # i-PI through `mlipserve ipi-driver` vs ASE SocketClient
 BENCHMARKS += ("label_throughput",)  # labels per hour through the queue, 1 vs 2 workers
 BENCHMARKS += ("al_curve",)  # held-out force error vs labels, uncertainty-picked vs random

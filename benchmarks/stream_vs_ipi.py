@@ -35,8 +35,12 @@ class ZeroCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         n = len(self.atoms)
-        self.results = {"energy": 0.0, "free_energy": 0.0, "forces": np.zeros((n, 3)),
-                        "stress": np.zeros(6)}
+        self.results = {
+            "energy": 0.0,
+            "free_energy": 0.0,
+            "forces": np.zeros((n, 3)),
+            "stress": np.zeros(6),
+        }
 
 
 class ProviderCalculator(Calculator):
@@ -46,15 +50,18 @@ class ProviderCalculator(Calculator):
 
     def __init__(self):
         super().__init__()
-        from mlipserve.server.local import LocalProvider
+        from mlipserve.server.serving.local import LocalProvider
 
         self.provider = LocalProvider("lj")
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         res = self.provider.evaluate([self.atoms])[0]
-        self.results = {"energy": res["energy"], "free_energy": res["energy"],
-                        "forces": res["forces"]}
+        self.results = {
+            "energy": res["energy"],
+            "free_energy": res["energy"],
+            "forces": res["forces"],
+        }
 
 
 def make_calc(kind: str) -> Calculator:
@@ -68,7 +75,7 @@ def serve(port: int, kind: str) -> None:
     from mlipserve.server.models.ase_adapter import ASECalculatorModel
     from mlipserve.server.models.base import ModelInfo
     from mlipserve.server.models.builtin import load_builtin
-    from mlipserve.server.registry import Registry
+    from mlipserve.server.serving.registry import Registry
 
     async def main():
         registry = Registry()
@@ -116,17 +123,27 @@ def measure(kind: str) -> dict:
     ours, theirs = system(), system()
     model = "bench" if kind == "zero" else "lj"
     try:
-        with RemoteCalculator(f"127.0.0.1:{port}", model) as remote, \
-                SocketIOCalculator(unixsocket=path) as socket_calc:
+        with (
+            RemoteCalculator(f"127.0.0.1:{port}", model) as remote,
+            SocketIOCalculator(unixsocket=path) as socket_calc,
+        ):
             client = child("--socket-client", path, kind)
             ours.calc, theirs.calc = remote, socket_calc
-            stream, ipi = interleaved(lambda: bump_and_force(ours, rng),
-                                      lambda: bump_and_force(theirs, rng), REPEATS, warmup=50)
+            stream, ipi = interleaved(
+                lambda: bump_and_force(ours, rng),
+                lambda: bump_and_force(theirs, rng),
+                REPEATS,
+                warmup=50,
+            )
         client.wait(20)
     finally:
         server.terminate()
-    row = {"calculator": kind, "atoms": len(ours), "mlipserve_stream": summarize(stream),
-           "ipi_unix_socket": summarize(ipi)}
+    row = {
+        "calculator": kind,
+        "atoms": len(ours),
+        "mlipserve_stream": summarize(stream),
+        "ipi_unix_socket": summarize(ipi),
+    }
     row["median_ratio"] = row["mlipserve_stream"]["median_us"] / row["ipi_unix_socket"]["median_us"]
     row["p90_ratio"] = row["mlipserve_stream"]["p90_us"] / row["ipi_unix_socket"]["p90_us"]
     return row
@@ -146,10 +163,13 @@ def main() -> None:
     for kind in ("zero", "lj"):
         row = measure(kind)
         rows.append(row)
-        print(f"{kind:5s} stream median {row['mlipserve_stream']['median_us']:7.0f} µs "
-              f"p90 {row['mlipserve_stream']['p90_us']:7.0f} | i-PI median "
-              f"{row['ipi_unix_socket']['median_us']:7.0f} p90 {row['ipi_unix_socket']['p90_us']:7.0f}"
-              f" | ratios {row['median_ratio']:.2f} / {row['p90_ratio']:.2f}")
+        print(
+            f"{kind:5s} stream median {row['mlipserve_stream']['median_us']:7.0f} µs "
+            f"p90 {row['mlipserve_stream']['p90_us']:7.0f} | i-PI median "
+            f"{row['ipi_unix_socket']['median_us']:7.0f} "
+            f"p90 {row['ipi_unix_socket']['p90_us']:7.0f}"
+            f" | ratios {row['median_ratio']:.2f} / {row['p90_ratio']:.2f}"
+        )
     path = write_result("stream_vs_ipi", {"rows": rows, "goal": "median <=0.6x, p90 <=0.3x"})
     print("wrote", path)
 

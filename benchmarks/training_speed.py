@@ -27,8 +27,12 @@ def seconds(structures, members: int, epochs: int) -> float:
     """Wall time of a whole `train` call (no early stop, no report files)."""
     cfg = PaiNNConfig(cutoff=5.0, features=32, layers=2, members=members, max_z=79)
     t0 = time.perf_counter()
-    train(structures, cfg, TrainConfig(epochs=epochs, batch_size=8, seed=0, patience=10**6),
-          progress=False)
+    train(
+        structures,
+        cfg,
+        TrainConfig(epochs=epochs, batch_size=8, seed=0, patience=10**6),
+        progress=False,
+    )
     return time.perf_counter() - t0
 
 
@@ -40,16 +44,30 @@ def main() -> None:
     rows = {}
     for members in (1, 4):
         one, four = seconds(structures, members, 1), seconds(structures, members, 4)
-        rows[f"k{members}"] = {"epoch_s": (four - one) / 3, "one_epoch_run_s": one,
-                               "four_epoch_run_s": four}
+        rows[f"k{members}"] = {
+            "epoch_s": (four - one) / 3,
+            "one_epoch_run_s": one,
+            "four_epoch_run_s": four,
+        }
         print(f"K={members}: {rows[f'k{members}']['epoch_s']:.2f} s per epoch")
     ratio = rows["k4"]["epoch_s"] / rows["k1"]["epoch_s"]
     minutes = rows["k4"]["epoch_s"] * SHIPPED_EPOCHS / 60
-    print(f"K=4 / K=1 per epoch {ratio:.2f}x; the default's {SHIPPED_EPOCHS} epochs: {minutes:.1f} min")
-    path = write_result("training_speed", {
-        "structures": len(structures), "atoms": sum(len(a) for a in structures),
-        "torch_threads": torch.get_num_threads(), "rows": rows, "ratio_k4_over_k1": ratio,
-        "shipped_epochs": SHIPPED_EPOCHS, "minutes_for_shipped_epochs_k4": minutes})
+    print(
+        f"K=4 / K=1 per epoch {ratio:.2f}x; "
+        f"the default's {SHIPPED_EPOCHS} epochs: {minutes:.1f} min"
+    )
+    path = write_result(
+        "training_speed",
+        {
+            "structures": len(structures),
+            "atoms": sum(len(a) for a in structures),
+            "torch_threads": torch.get_num_threads(),
+            "rows": rows,
+            "ratio_k4_over_k1": ratio,
+            "shipped_epochs": SHIPPED_EPOCHS,
+            "minutes_for_shipped_epochs_k4": minutes,
+        },
+    )
     print("wrote", path)
 
 

@@ -17,10 +17,10 @@ import argparse
 import numpy as np
 from ase import units
 from ase.build import bulk
-from mlipserve.simulation import MDState, RemoteProvider, langevin_baoab
-from mlipserve.simulation.active_learning import ActiveLearningConfig
 
 from benchmarks.common import ChildServer, interleaved, summarize, write_result
+from mlipserve.simulation import MDState, RemoteProvider, langevin_baoab
+from mlipserve.simulation.active_learning import ActiveLearningConfig
 
 WITH = ("energy", "forces", "uncertainty")
 WITHOUT = ("energy", "forces")
@@ -52,8 +52,11 @@ def compare(label: str, first: Stepper, second: Stepper, steps: int) -> dict:
     row["ms_first"] = row["first"]["median_us"] / 1e3
     row["ms_second"] = row["second"]["median_us"] / 1e3
     row["ratio"] = row["ms_first"] / row["ms_second"]
-    print(f"{label:58s} {row['ms_first']:8.2f} ms vs {row['ms_second']:8.2f} ms  "
-          f"ratio {row['ratio']:.3f}", flush=True)
+    print(
+        f"{label:58s} {row['ms_first']:8.2f} ms vs {row['ms_second']:8.2f} ms  "
+        f"ratio {row['ratio']:.3f}",
+        flush=True,
+    )
     return row
 
 
@@ -62,19 +65,27 @@ def local_default(members: int):
     import dataclasses
 
     import torch
-    from mlipserve.server.local import LocalProvider
-    from mlipserve.server.models.autograd import TorchPotential
+
     from mlipserve.server.models.base import ModelInfo
     from mlipserve.server.models.builtin import load_builtin
     from mlipserve.server.models.painn import PaiNN
+    from mlipserve.server.models.torch_potential import TorchPotential
+    from mlipserve.server.serving.local import LocalProvider
 
     default = load_builtin("default")
     if members > 1:
         return LocalProvider(default)
     torch.manual_seed(0)
     cfg = dataclasses.replace(default.module.cfg, members=1)
-    info = ModelInfo(name="painn-k1", version="bench", kind="painn", cutoff=cfg.cutoff,
-                     ensemble_size=0, dtype=default.info.dtype, device="cpu")
+    info = ModelInfo(
+        name="painn-k1",
+        version="bench",
+        kind="painn",
+        cutoff=cfg.cutoff,
+        ensemble_size=0,
+        dtype=default.info.dtype,
+        device="cpu",
+    )
     return LocalProvider(TorchPotential(PaiNN(cfg), info))
 
 
@@ -89,29 +100,61 @@ def main() -> None:
     hi = ActiveLearningConfig(model="x", dataset="x", holdout="x").trust_hi
     rows = []
     with ChildServer("--models", "lj,lj-ensemble,default", "--workers", "0") as server:
+
         def remote(model, atoms, props):
             return Stepper(RemoteProvider(server.address, model), atoms, props, hi)
 
-        rows.append(compare("remote lj-ensemble: uncertainty / none",
-                            remote("lj-ensemble", ar, WITH), remote("lj-ensemble", ar, WITHOUT),
-                            args.steps))
-        rows.append(compare("remote lj-ensemble + uncertainty / lj (single)",
-                            remote("lj-ensemble", ar, WITH), remote("lj", ar, WITHOUT),
-                            args.steps))
-        rows.append(compare("remote default (K=4): uncertainty / none",
-                            remote("default", cu, WITH), remote("default", cu, WITHOUT),
-                            args.steps))
+        rows.append(
+            compare(
+                "remote lj-ensemble: uncertainty / none",
+                remote("lj-ensemble", ar, WITH),
+                remote("lj-ensemble", ar, WITHOUT),
+                args.steps,
+            )
+        )
+        rows.append(
+            compare(
+                "remote lj-ensemble + uncertainty / lj (single)",
+                remote("lj-ensemble", ar, WITH),
+                remote("lj", ar, WITHOUT),
+                args.steps,
+            )
+        )
+        rows.append(
+            compare(
+                "remote default (K=4): uncertainty / none",
+                remote("default", cu, WITH),
+                remote("default", cu, WITHOUT),
+                args.steps,
+            )
+        )
     default_k4 = local_default(4)
-    rows.append(compare("local default (K=4): uncertainty / none",
-                        Stepper(default_k4, cu, WITH, hi), Stepper(default_k4, cu, WITHOUT, hi),
-                        args.steps))
-    rows.append(compare("local default K=4 + uncertainty / same PaiNN K=1",
-                        Stepper(default_k4, cu, WITH, hi),
-                        Stepper(local_default(1), cu, WITHOUT, hi), args.steps))
-    path = write_result("uncertainty_overhead", {
-        "atoms": len(cu), "steps": args.steps, "rows": rows,
-        "note": "ratio = ms/step of the first case over the second (median of interleaved "
-                "steps); remote = gRPC to a child `mlipserve serve`"})
+    rows.append(
+        compare(
+            "local default (K=4): uncertainty / none",
+            Stepper(default_k4, cu, WITH, hi),
+            Stepper(default_k4, cu, WITHOUT, hi),
+            args.steps,
+        )
+    )
+    rows.append(
+        compare(
+            "local default K=4 + uncertainty / same PaiNN K=1",
+            Stepper(default_k4, cu, WITH, hi),
+            Stepper(local_default(1), cu, WITHOUT, hi),
+            args.steps,
+        )
+    )
+    path = write_result(
+        "uncertainty_overhead",
+        {
+            "atoms": len(cu),
+            "steps": args.steps,
+            "rows": rows,
+            "note": "ratio = ms/step of the first case over the second (median of interleaved "
+            "steps); remote = gRPC to a child `mlipserve serve`",
+        },
+    )
     print("wrote", path)
 
 

@@ -3,6 +3,7 @@
 from mlipserve.client.aio import AsyncClient, AsyncStreamSession
 from mlipserve.client.calculator import RemoteCalculator
 from mlipserve.client.client import Client, StreamSession
+from mlipserve.client.core import RetryPolicy
 from mlipserve.client.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -10,8 +11,8 @@ from mlipserve.client.errors import (
     ResourceExhausted,
     ServerError,
     ServerUnavailable,
+    TrustWarning,
 )
-from mlipserve.client.requests import RetryPolicy
 
 __all__ = [
     "AsyncClient",
@@ -26,4 +27,5 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StreamSession",
+    "TrustWarning",
 ]

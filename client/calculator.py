@@ -1,29 +1,65 @@
-"""RemoteCalculator: an ASE Calculator whose results come from an mlipserve server."""
+"""RemoteCalculator: an ASE Calculator whose results come from an mlipserve server.
+
+It behaves like ASE's own calculators: `results` holds only ASE's property names (so
+`SinglePointCalculator(atoms, **calc.results)` works), everything the model offers for a
+state comes back in one call, `atoms.info` conditions (charge, spin, `conditions`) are part
+of the state, a calculator shared by threads is safe, and a forgotten one releases its
+stream when it is garbage-collected. What ASE has no name for sits in `calc.extras`:
+`model`, `model_version` and, for ensembles with `uncertainty=True`, `energy_std`,
+`forces_std` (per atom), `max_force_std` and the server's `warnings`.
+"""
 
 from __future__ import annotations
 
+import threading
+import warnings
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
-from ase.calculators.calculator import Calculator, all_changes
+import numpy as np
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import chemical_symbols
+
 from mlipserve.client.client import Client, StreamSession
+from mlipserve.client.errors import TrustWarning
+from mlipserve.wire import SystemArrays
+
+ASE_PROPERTIES = ("energy", "free_energy", "forces", "stress", "energies")
+EXTRAS = ("model", "model_version", "energy_std", "forces_std", "max_force_std", "warnings")
+
+
+def _release(session: StreamSession | None, client: Client, owns_client: bool) -> None:
+    """Close what a calculator opened (also run when it is garbage-collected)."""
+    if session is not None:
+        session.close()
+    if owns_client:
+        client.close()
+
+
+def same_conditions(a: Any, b: Any) -> bool:
+    """Whether two ase.Atoms carry the same per-system conditions in `info`."""
+    ca, cb = SystemArrays.from_atoms(a).conditions, SystemArrays.from_atoms(b).conditions
+    return ca.keys() == cb.keys() and all(np.array_equal(ca[k], cb[k]) for k in ca)
+
+
+def has_volume(atoms: Any) -> bool:
+    """Periodic in all directions with a cell of non-zero volume (stress is defined)."""
+    return bool(np.all(atoms.pbc)) and abs(float(np.linalg.det(atoms.cell.array))) > 1e-10
 
 
 class RemoteCalculator(Calculator):
     """ASE calculator over a streaming session (or plain unary calls).
-
-    Energy and forces are fetched together on every new state (ASE drivers ask for both);
-    stress and per-atom energies are added when asked for. When the model is an ensemble,
-    `results` also holds `energy_std`, `forces_std` (per atom) and `max_force_std`.
 
     Args:
         target: server address (or list of addresses), used when `client` is None.
         model: model name on the server; empty selects the default.
         client: an existing Client to share; the calculator then does not close it.
         stream: use one open stream (lowest latency) rather than unary calls.
-        uncertainty: ask for the ensemble spread on every call.
+        uncertainty: ask for the ensemble spread on every call (into `extras`).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties = list(ASE_PROPERTIES)
 
     def __init__(
         self,
@@ -33,36 +69,130 @@ class RemoteCalculator(Calculator):
         client: Client | None = None,
         stream: bool = True,
         uncertainty: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._owns_client = client is None
         self.client = client if client is not None else Client(target, model)
+        self.stream = stream
         self.uncertainty = uncertainty
+        self.extras: dict[str, Any] = {}
         self._session: StreamSession | None = self.client.stream() if stream else None
+        self._info: dict[str, Any] | None = None
+        self._warned: set[str] = set()
+        self._lock = threading.RLock()
+        self._release = weakref.finalize(
+            self, _release, self._session, self.client, self._owns_client
+        )
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
-        """Evaluate `atoms` remotely and fill `self.results`."""
-        super().calculate(atoms, properties, system_changes)
-        wanted = {"energy", "forces"}
-        wanted.update(p for p in properties if p in ("stress", "energies"))
-        if self.uncertainty:
+    # -- what the served model offers ---------------------------------------------------
+    def model_info(self) -> dict[str, Any]:
+        """The served model's description (ListModels), fetched once."""
+        if self._info is None:
+            models = self.client.list_models()
+            name = self.client.model
+            chosen = [m for m in models if (m["name"] == name if name else m["is_default"])]
+            if not chosen:
+                served = sorted({m["name"] for m in models})
+                raise ValueError(f"model {name!r} is not served; served: {served}")
+            self._info = next((m for m in chosen if m["is_default"]), chosen[0])
+        return self._info
+
+    def _wanted(self, atoms: Any, properties: Sequence[str]) -> list[str]:
+        """Every property to fetch for this state: what was asked, plus what is cheap."""
+        info = self.model_info()
+        offered = set(info["properties"]) | {"free_energy"}
+        missing = [p for p in properties if p not in offered]
+        if missing:
+            raise PropertyNotImplementedError(
+                f"model {info['name']!r} does not compute {missing}; it offers "
+                f"{sorted(set(info['properties']) - {'uncertainty'})}"
+            )
+        if info["elements"]:
+            unknown = sorted(set(atoms.numbers.tolist()) - set(info["elements"]))
+            if unknown:
+                symbols = [chemical_symbols[z] for z in unknown]
+                raise NotImplementedError(f"model {info['name']!r} has no parameters for {symbols}")
+        wanted = {"energy", "forces"} | {p for p in properties if p != "free_energy"}
+        wanted |= {"energies"} & offered  # per-atom energies come with the energy
+        if "stress" in offered and has_volume(atoms):
+            wanted.add("stress")  # one more backward pass, not another round trip
+        if self.uncertainty and "uncertainty" in offered:
             wanted.add("uncertainty")
-        evaluator = self._session if self._session is not None else self.client
-        result = evaluator.evaluate(self.atoms, sorted(wanted))
-        self.results = {k: v for k, v in result.items() if k != "batch"}
-        self.results["free_energy"] = self.results["energy"]
+        return sorted(wanted)
+
+    # -- the Calculator protocol ----------------------------------------------------------
+    def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
+        """ASE's state check, plus the conditions in `atoms.info`."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and not changes and not same_conditions(self.atoms, atoms):
+            changes.append("info")
+        return changes
+
+    def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True) -> Any:
+        """ASE's `get_property`, one thread at a time (the state and results are shared)."""
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
+
+    def calculate(
+        self, atoms: Any = None, properties: Sequence[str] = ("energy",), system_changes=all_changes
+    ) -> None:
+        """Evaluate `atoms` remotely and fill `results` (ASE names) and `extras`."""
+        with self._lock:
+            super().calculate(atoms, properties, system_changes)
+            wanted = self._wanted(self.atoms, properties)
+            evaluator = self._session if self._session is not None else self.client
+            result = evaluator.evaluate(self.atoms, wanted)
+            self.results = {k: result[k] for k in ASE_PROPERTIES if k in result}
+            self.results["free_energy"] = result["energy"]
+            self.extras = {k: result[k] for k in EXTRAS if k in result}
+            self._warn(self.extras.get("warnings", ()))
+
+    def _warn(self, flags: Sequence[str]) -> None:
+        """Each kind of server flag once per calculator (a trajectory), as a TrustWarning."""
+        for flag in flags:
+            kind = flag.split(" ", 3)[:3]  # e.g. "untrusted: energy std"
+            key = " ".join(kind)
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn(
+                    f"{self.client.model or 'default model'}: {flag} (further such flags of "
+                    "this calculator are in calc.extras['warnings'] only)",
+                    TrustWarning,
+                    stacklevel=4,
+                )
+
+    def todict(self, skip_default: bool = True) -> dict[str, Any]:
+        """The settings that make an equal calculator (ASE's convention)."""
+        return {
+            "target": list(self.client.targets),
+            "model": self.client.model,
+            "stream": self.stream,
+            "uncertainty": self.uncertainty,
+        }
+
+    def __deepcopy__(self, memo: dict) -> RemoteCalculator:
+        """A calculator with the same settings, its own connection, and copies of the state."""
+        import copy
+
+        new = RemoteCalculator(
+            client=self.client.clone(), stream=self.stream, uncertainty=self.uncertainty
+        )
+        new._owns_client = True
+        new._release.detach()
+        new._release = weakref.finalize(new, _release, new._session, new.client, True)
+        new.atoms = None if self.atoms is None else self.atoms.copy()
+        new.results = copy.deepcopy(self.results, memo)
+        new.extras = copy.deepcopy(self.extras, memo)
+        return new
 
     def close(self) -> None:
         """Close the stream (and the client when this calculator created it)."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-        if self._owns_client:
-            self.client.close()
+        self._release()
+        self._session = None
 
     def __enter__(self) -> RemoteCalculator:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()

@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
-from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable, error_for, from_rpc_error
-from mlipserve.client.requests import (
-    CHANNEL_OPTIONS,
-    DEFAULT_PROPERTIES,
-    RETRYABLE,
-    ClientSettings,
-    as_system_list,
-)
+
+from mlipserve.client.core import DEFAULT_PROPERTIES, ClientCore, model_list, stream_error
+from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
-from mlipserve.wire import PROPERTY_BY_ENUM, decode_response
 
 T = TypeVar("T")
 
 
-def model_info_dict(info: pb.ModelInfo) -> dict:
-    """A ModelInfo message as a plain dict."""
-    return {
-        "name": info.name,
-        "version": info.version,
-        "kind": info.kind,
-        "elements": list(info.elements),
-        "cutoff": info.cutoff,
-        "ensemble_size": info.ensemble_size,
-        "conditions": list(info.conditions),
-        "properties": [PROPERTY_BY_ENUM[p] for p in info.properties],
-        "dtype": info.dtype,
-        "device": info.device,
-        "is_default": info.is_default,
-    }
-
-
-class Client(ClientSettings):
+class Client(ClientCore):
     """Evaluate systems on an mlipserve server.
 
     Args:
@@ -55,7 +33,7 @@ class Client(ClientSettings):
         priority: 0 interactive (served first within the tenant), 1 bulk screening.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._channel: grpc.Channel | None = None
         self._stub: pb_grpc.PotentialStub | None = None
@@ -67,44 +45,30 @@ class Client(ClientSettings):
         """The stub of the current target, connecting on first use."""
         with self._lock:
             if self._stub is None:
-                target = self.targets[self._index]
-                if self._credentials is None:
-                    self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-                else:
-                    self._channel = grpc.secure_channel(
-                        target, self._credentials, options=CHANNEL_OPTIONS
-                    )
+                self._channel = self.new_channel(grpc)
                 self._stub = pb_grpc.PotentialStub(self._channel)
             return self._stub
 
     def _failover(self) -> None:
         """Move to the next target (when there are several)."""
-        if len(self.targets) == 1:
+        if not self.can_fail_over():
             return
         with self._lock:
             if self._channel is not None:
                 self._channel.close()
             self._channel, self._stub = None, None
-            self._index = (self._index + 1) % len(self.targets)
+            self.next_target()
 
     def with_retries(self, call: Callable[[], T]) -> T:
         """Run `call`, retrying on UNAVAILABLE with backoff; translate gRPC errors."""
-        start = time.monotonic()
-        delays = self.retry.delays()
-        attempts = 0
+        attempts = self.attempts()
         while True:
-            attempts += 1
             try:
                 return call()
             except grpc.RpcError as err:
-                if err.code() not in RETRYABLE:
-                    raise from_rpc_error(err) from None
-                delay = next(delays, None)
-                failure = self.give_up(err, attempts, time.monotonic() - start, delay)
-                if failure is not None:
-                    raise failure from None
-                self._failover()
-                time.sleep(delay)
+                delay = attempts.failed(err)
+            self._failover()
+            time.sleep(delay)
 
     # -- calls ------------------------------------------------------------------------
     def evaluate(
@@ -115,14 +79,11 @@ class Client(ClientSettings):
         timeout: float | None = None,
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
-        items, single = as_system_list(systems)
-        request = self.request(items, properties)
-        deadline = self.timeout if timeout is None else timeout
+        call = self.prepare(systems, properties, timeout)
         response = self.with_retries(
-            lambda: self.stub.Evaluate(request, timeout=deadline, metadata=self.metadata)
+            lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata)
         )
-        results = decode_response(response)
-        return results[0] if single else results
+        return call.results(response)
 
     def list_models(self) -> list[dict]:
         """Models the server has loaded."""
@@ -131,7 +92,13 @@ class Client(ClientSettings):
                 pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
             )
         )
-        return [model_info_dict(m) for m in response.models]
+        return model_list(response)
+
+    def clone(self) -> Client:
+        """A client with the same settings (targets, key, TLS, retries) and its own channel."""
+        new = copy.copy(self)
+        new._channel, new._stub, new._lock = None, None, threading.Lock()
+        return new
 
     def stream(self) -> StreamSession:
         """Open a streaming session (one per trajectory) for step-by-step loops."""
@@ -164,7 +131,7 @@ class StreamSession:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._requests: queue.SimpleQueue | None = None
-        self._call = None
+        self._call: Any = None  # grpc's stream-stream call (iterator of responses)
         self._deadline: float | None = None
         self._timed_out = False
         self._closed = False
@@ -180,7 +147,7 @@ class StreamSession:
                 self._timed_out = True
                 call.cancel()
 
-    def _open(self) -> None:
+    def _open(self) -> queue.SimpleQueue:
         requests: queue.SimpleQueue = queue.SimpleQueue()
 
         def feed():
@@ -189,6 +156,7 @@ class StreamSession:
 
         self._requests = requests
         self._call = self.client.stub.EvaluateStream(feed(), metadata=self.client.metadata)
+        return requests
 
     def _reset(self) -> None:
         if self._requests is not None:
@@ -198,16 +166,19 @@ class StreamSession:
         self._requests, self._call = None, None
 
     def _round_trip(self, request: pb.EvaluateRequest, timeout: float) -> pb.EvaluateResponse:
-        if self._call is None:
-            self._open()
+        requests = self._requests if self._call is not None else None
+        if requests is None:
+            requests = self._open()
         self._timed_out = False
         self._deadline = time.monotonic() + timeout
-        self._requests.put(request)
+        requests.put(request)
         try:
             response = next(self._call)
         except StopIteration:
             self._reset()
-            raise ServerUnavailable("the server closed the stream", grpc.StatusCode.UNAVAILABLE)
+            raise ServerUnavailable(
+                "the server closed the stream", grpc.StatusCode.UNAVAILABLE
+            ) from None
         except grpc.RpcError:
             self._reset()
             if self._timed_out:
@@ -217,8 +188,9 @@ class StreamSession:
             raise
         finally:
             self._deadline = None
-        if response.HasField("error"):
-            raise error_for(response.error.code, response.error.message)
+        error = stream_error(response)
+        if error is not None:
+            raise error
         return response
 
     def evaluate(
@@ -231,13 +203,9 @@ class StreamSession:
         """Like Client.evaluate, over the open stream."""
         if self._closed:
             raise RuntimeError("the stream session is closed")
-        items, single = as_system_list(systems)
-        client = self.client
-        request = client.request(items, properties)
-        deadline = client.timeout if timeout is None else timeout
-        response = client.with_retries(lambda: self._round_trip(request, deadline))
-        results = decode_response(response)
-        return results[0] if single else results
+        call = self.client.prepare(systems, properties, timeout)
+        response = self.client.with_retries(lambda: self._round_trip(call.request, call.deadline))
+        return call.results(response)
 
     def close(self) -> None:
         """End the stream."""

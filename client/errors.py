@@ -44,6 +44,10 @@ _BY_CODE: dict[grpc.StatusCode, type[MLIPServeError]] = {
 _CODE_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 
+class TrustWarning(UserWarning):
+    """The server flagged a result: the ensemble disagrees ('candidate' or 'untrusted')."""
+
+
 def error_for(code: grpc.StatusCode | int, details: str) -> MLIPServeError:
     """The exception for a status code (an int value or a grpc.StatusCode)."""
     if isinstance(code, int):

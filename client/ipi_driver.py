@@ -23,15 +23,16 @@ from ase import Atoms, units
 from ase.calculators.socketio import IPIProtocol, SocketClosed
 from ase.data import chemical_symbols
 from ase.stress import voigt_6_to_full_3x3_stress
+
 from mlipserve.client.client import Client, StreamSession
-from mlipserve.client.requests import RetryPolicy
+from mlipserve.client.core import RetryPolicy
 
 DEFAULT_PORT = 31415  # ASE's SocketIOCalculator default; i-PI takes any <port>
 SOCKETS_PREFIX = "/tmp/ipi_"  # where i-PI (and ASE) bind a unix socket named <address>
 HDRLEN = 12
 
 
-class Evaluator(Protocol):
+class AtomsEvaluator(Protocol):
     """What the bridge needs: `Client`, `StreamSession` and `RemoteProvider` all fit."""
 
     def evaluate(self, systems: list[Atoms], properties: Sequence[str]) -> list[dict]: ...
@@ -42,8 +43,13 @@ def unix_socket_path(address: str, prefix: str = SOCKETS_PREFIX) -> str:
     return address if "/" in address else prefix + address
 
 
-def connect(address: str = "localhost", port: int = DEFAULT_PORT, *, unix: bool = False,
-            wait_s: float = 30.0) -> socket.socket:
+def connect(
+    address: str = "localhost",
+    port: int = DEFAULT_PORT,
+    *,
+    unix: bool = False,
+    wait_s: float = 30.0,
+) -> socket.socket:
     """Open a socket to i-PI, retrying while it does not listen yet (up to `wait_s` seconds).
 
     TCP sockets get TCP_NODELAY: without it Nagle's algorithm holds back the small protocol
@@ -63,8 +69,9 @@ def connect(address: str = "localhost", port: int = DEFAULT_PORT, *, unix: bool 
         except (FileNotFoundError, ConnectionRefusedError) as err:
             sock.close()
             if time.monotonic() >= deadline:
-                raise ConnectionError(f"no i-PI server listens at {where} "
-                                      f"(waited {wait_s:g} s): {err}") from None
+                raise ConnectionError(
+                    f"no i-PI server listens at {where} (waited {wait_s:g} s): {err}"
+                ) from None
             time.sleep(0.1)
         except OSError as err:
             sock.close()
@@ -104,8 +111,15 @@ class IPIBridge:
         log: a text file for ASE's protocol log, or None.
     """
 
-    def __init__(self, sock: socket.socket, evaluator: Evaluator, template: Atoms, *,
-                 stress: bool = True, log: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        evaluator: AtomsEvaluator,
+        template: Atoms,
+        *,
+        stress: bool = True,
+        log: IO[str] | None = None,
+    ) -> None:
         if len(template) == 0:
             raise ValueError("the template structure has no atoms")
         self.protocol = IPIProtocol(sock, txt=log)
@@ -124,8 +138,12 @@ class IPIBridge:
     def run(self) -> None:
         """Answer i-PI until it sends EXIT or closes the connection; then close the socket."""
         proto = self.protocol
-        handlers = {"STATUS": lambda: proto.sendmsg(self.state), "INIT": self._init,
-                    "POSDATA": self._posdata, "GETFORCE": self._getforce}
+        handlers = {
+            "STATUS": lambda: proto.sendmsg(self.state),
+            "INIT": self._init,
+            "POSDATA": self._posdata,
+            "GETFORCE": self._getforce,
+        }
         try:
             while True:
                 try:
@@ -150,8 +168,10 @@ class IPIBridge:
 
     def _atoms(self, cell: np.ndarray, positions: np.ndarray) -> Atoms:
         if len(positions) != len(self.numbers):
-            raise ValueError(f"i-PI sent {len(positions)} atoms but the template structure "
-                             f"has {len(self.numbers)}")
+            raise ValueError(
+                f"i-PI sent {len(positions)} atoms but the template structure "
+                f"has {len(self.numbers)}"
+            )
         return Atoms(numbers=self.numbers, positions=positions, cell=cell, pbc=self.pbc)
 
     def _posdata(self) -> None:
@@ -163,13 +183,20 @@ class IPIBridge:
             natoms = int(proto.recv(1, np.int32)[0])
             cells = proto.recv((self.batch_size, 2, 3, 3), np.float64)
             positions = proto.recv((self.batch_size, natoms, 3), np.float64)
-            systems = [self._atoms(cells[i, 0].T * units.Bohr, positions[i] * units.Bohr)
-                       for i in range(self.batch_size)]
+            systems = [
+                self._atoms(cells[i, 0].T * units.Bohr, positions[i] * units.Bohr)
+                for i in range(self.batch_size)
+            ]
         results = self.evaluator.evaluate(systems, self.properties)
         stress = "stress" in self.properties
-        self._results = [(r["energy"], r["forces"],
-                          virial_from_stress(r["stress"], a.cell.volume) if stress
-                          else np.zeros((3, 3))) for r, a in zip(results, systems)]
+        self._results = [
+            (
+                r["energy"],
+                r["forces"],
+                virial_from_stress(r["stress"], a.cell.volume) if stress else np.zeros((3, 3)),
+            )
+            for r, a in zip(results, systems)
+        ]
         self.structures += len(systems)
         self.state = "HAVEDATA"
 
@@ -182,10 +209,16 @@ class IPIBridge:
             energy = np.array([r[0] for r in self._results]) / units.Ha
             forces = np.stack([r[1] for r in self._results]) * (units.Bohr / units.Ha)
             virial = np.stack([r[2].T for r in self._results]) / units.Ha
-            payload = b"".join([
-                b"FORCEREADY".ljust(HDRLEN), energy.tobytes(),
-                np.int32(forces.shape[1]).tobytes(), forces.tobytes(), virial.tobytes(),
-                np.zeros(len(self._results), np.int32).tobytes()])
+            payload = b"".join(
+                [
+                    b"FORCEREADY".ljust(HDRLEN),
+                    energy.tobytes(),
+                    np.int32(forces.shape[1]).tobytes(),
+                    forces.tobytes(),
+                    virial.tobytes(),
+                    np.zeros(len(self._results), np.int32).tobytes(),
+                ]
+            )
             self.protocol.socket.sendall(payload)
         self._results = []
         self.state = "READY"
@@ -214,11 +247,18 @@ def check_model(client: Client, model: str, template: Atoms, stress: bool) -> st
         return "server default"
     versions = [m for m in models if m["name"] == model]
     if not versions:
-        raise ValueError(f"model {model!r} is not served at {', '.join(client.targets)}; "
-                         f"served: {sorted({m['name'] for m in models})}")
+        raise ValueError(
+            f"model {model!r} is not served at {', '.join(client.targets)}; "
+            f"served: {sorted({m['name'] for m in models})}"
+        )
     info = next((m for m in versions if m["is_default"]), versions[0])
-    missing = sorted(set(template.get_chemical_symbols()) - {
-        chemical_symbols[z] for z in info["elements"]}) if info["elements"] else []
+    missing = (
+        sorted(
+            set(template.get_chemical_symbols()) - {chemical_symbols[z] for z in info["elements"]}
+        )
+        if info["elements"]
+        else []
+    )
     if missing:
         raise ValueError(f"model {model!r} does not cover the elements {missing} of the structure")
     if stress and "stress" not in info["properties"]:
@@ -249,10 +289,13 @@ def run_ipi_driver(
     """
     if clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients}")
+    # a system without a periodic cell has no volume, hence no stress: i-PI gets a zero virial
+    stress = stress and bool(np.all(template.pbc))
     if not unix and not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, got {port}")
-    with Client(target, model, api_key=api_key,
-                retry=RetryPolicy(total_timeout_s=server_wait_s)) as probe:
+    with Client(
+        target, model, api_key=api_key, retry=RetryPolicy(total_timeout_s=server_wait_s)
+    ) as probe:
         report = DriverReport(model=check_model(probe, model, template, stress))
     client = Client(target, model, api_key=api_key)
     sockets: list[socket.socket] = []
@@ -262,8 +305,7 @@ def run_ipi_driver(
         for _ in range(clients):
             sockets.append(connect(address, port, unix=unix, wait_s=connect_wait_s))
             sessions.append(client.stream())
-            bridges.append(IPIBridge(sockets[-1], sessions[-1], template, stress=stress,
-                                     log=log))
+            bridges.append(IPIBridge(sockets[-1], sessions[-1], template, stress=stress, log=log))
         _run_all(bridges, sockets)
     finally:
         for session in sessions:

@@ -27,8 +27,10 @@ class JobFailed(RuntimeError):
     """A job ended as failed or cancelled; `record` holds its last state (error, logs)."""
 
     def __init__(self, record: dict) -> None:
-        super().__init__(f"job {record.get('id')} ({record.get('kind')}) {record.get('state')}: "
-                         f"{record.get('error')}")
+        super().__init__(
+            f"job {record.get('id')} ({record.get('kind')}) {record.get('state')}: "
+            f"{record.get('error')}"
+        )
         self.record = record
 
 
@@ -41,12 +43,14 @@ class JobsRequestError(RuntimeError):
 
 
 def structure_dict(atoms: Any) -> dict:
-    """An ase.Atoms (or SystemArrays) as the plain {numbers, positions, cell, pbc} lists jobs take."""
+    """An ase.Atoms (or SystemArrays) as the plain {numbers, positions, cell, pbc} of jobs."""
     cell = atoms.cell.array if hasattr(atoms.cell, "array") else atoms.cell
-    return {"numbers": np.asarray(atoms.numbers).astype(int).tolist(),
-            "positions": np.asarray(atoms.positions, dtype=float).tolist(),
-            "cell": np.asarray(cell, dtype=float).tolist(),
-            "pbc": np.asarray(atoms.pbc, dtype=bool).tolist()}
+    return {
+        "numbers": np.asarray(atoms.numbers).astype(int).tolist(),
+        "positions": np.asarray(atoms.positions, dtype=float).tolist(),
+        "cell": np.asarray(cell, dtype=float).tolist(),
+        "pbc": np.asarray(atoms.pbc, dtype=bool).tolist(),
+    }
 
 
 class JobsClient:
@@ -59,8 +63,9 @@ class JobsClient:
         timeout: seconds for one HTTP request.
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8080", api_key: str | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str = "http://127.0.0.1:8080", api_key: str | None = None, timeout: float = 30.0
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -77,14 +82,22 @@ class JobsClient:
             raise JobsRequestError(reply.status_code, str(detail))
         return reply.json()
 
-    def submit(self, kind: str, params: dict, max_attempts: int = 3,
-               time_limit_s: float = 600.0) -> dict:
+    def submit(
+        self, kind: str, params: dict, max_attempts: int = 3, time_limit_s: float = 600.0
+    ) -> dict:
         """Queue a job; returns its record (with "id" and state "queued")."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
-        return self._call("POST", "/v1/jobs", json={
-            "kind": kind, "params": params, "max_attempts": max_attempts,
-            "time_limit_s": time_limit_s})
+        return self._call(
+            "POST",
+            "/v1/jobs",
+            json={
+                "kind": kind,
+                "params": params,
+                "max_attempts": max_attempts,
+                "time_limit_s": time_limit_s,
+            },
+        )
 
     def get(self, job_id: str) -> dict:
         """A job's record: state, progress, logs, result, error."""
@@ -109,23 +122,39 @@ class JobsClient:
             if record["state"] in FINAL_STATES:
                 raise JobFailed(record)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} ({record['kind']}) still {record['state']} "
-                                   f"after {timeout:g} s")
+                raise TimeoutError(
+                    f"job {job_id} ({record['kind']}) still {record['state']} after {timeout:g} s"
+                )
             time.sleep(poll_s)
 
-    def run(self, kind: str, params: dict, timeout: float = 600.0, poll_s: float = 0.5,
-            **submit_kwargs: Any) -> dict:
+    def run(
+        self,
+        kind: str,
+        params: dict,
+        timeout: float = 600.0,
+        poll_s: float = 0.5,
+        **submit_kwargs: Any,
+    ) -> dict:
         """Submit a job and wait for its result."""
         job = self.submit(kind, params, **submit_kwargs)
         return self.wait(job["id"], timeout, poll_s)
 
-    def label(self, structures: Sequence[Any], dataset: str, labeller: str = "emt",
-              settings: dict | None = None, **submit_kwargs: Any) -> dict:
+    def label(
+        self,
+        structures: Sequence[Any],
+        dataset: str,
+        labeller: str = "emt",
+        settings: dict | None = None,
+        **submit_kwargs: Any,
+    ) -> dict:
         """Queue a label job for ase.Atoms structures; returns the job record."""
         if not structures:
             raise ValueError("label needs at least one structure")
-        params: dict[str, Any] = {"structures": [structure_dict(a) for a in structures],
-                                  "labeller": labeller, "dataset": dataset}
+        params: dict[str, Any] = {
+            "structures": [structure_dict(a) for a in structures],
+            "labeller": labeller,
+            "dataset": dataset,
+        }
         if settings:
             params["settings"] = settings
         return self.submit("label", params, **submit_kwargs)

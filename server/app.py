@@ -13,15 +13,16 @@ import uvicorn
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.config import Settings
-from mlipserve.server.hotswap import follow_store
-from mlipserve.server.interceptors import AuthInterceptor
 from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.queue.worker import start_worker_threads
-from mlipserve.server.registry import Registry
 from mlipserve.server.rest import create_app
-from mlipserve.server.service import PotentialService, add_to_server
+from mlipserve.server.serving.hotswap import follow_store
+from mlipserve.server.serving.interceptors import AuthInterceptor
+from mlipserve.server.serving.registry import Registry
+from mlipserve.server.serving.service import PotentialService, add_to_server
 from mlipserve.server.store import ModelStore
 from mlipserve.v1 import potential_pb2 as pb
 
@@ -40,7 +41,7 @@ def build_registry(settings: Settings) -> Registry:
     for spec in settings.models:
         if spec.startswith("store:"):  # the default version of a model in the store
             store = store or ModelStore(settings.model_store_dir)
-            registry.add(store.load(spec[len("store:"):], device=settings.device))
+            registry.add(store.load(spec[len("store:") :], device=settings.device))
         else:
             registry.add(load_builtin(spec, device=settings.device))
     if settings.default_model:
@@ -78,14 +79,32 @@ class RunningServer:
 
 async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore | None) -> None:
     """Serve the REST app on the same event loop (its own port)."""
-    app = create_app(running.registry, settings.limits, lambda: running.serving, keys=keys,
-                     store=ModelStore(settings.model_store_dir), device=settings.device,
-                     max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
-                     tenants=settings.tenant_limits, queue_url=settings.job_queue_url,
-                     max_body_bytes=settings.rest_body_bytes)
-    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
-    config = uvicorn.Config(app, host=settings.host, port=settings.rest_port, log_level="warning",
-                            lifespan="off", access_log=False, **tls)
+    app = create_app(
+        running.registry,
+        settings.limits,
+        lambda: running.serving,
+        keys=keys,
+        store=ModelStore(settings.model_store_dir),
+        device=settings.device,
+        max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+        tenants=settings.tenant_limits,
+        queue_url=settings.job_queue_url,
+        max_body_bytes=settings.rest_body_bytes,
+    )
+    tls = (
+        {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+        if settings.tls_cert
+        else {}
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.rest_port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        **tls,
+    )
     rest = uvicorn.Server(config)
     rest.install_signal_handlers = lambda: None  # the gRPC side owns SIGINT/SIGTERM
     running.rest, running.rest_task = rest, asyncio.get_running_loop().create_task(rest.serve())
@@ -112,20 +131,29 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
             ("grpc.so_reuseport", 0),
-        ]
+            # clients ping every 30 s on idle streams (client/core.py); the default policy
+            # (5 min) answers that with GOAWAY "too_many_pings" after ~200 s
+            ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
     )
     add_to_server(PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert:
         with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
-            port = server.add_secure_port(address, grpc.ssl_server_credentials([(k.read(), c.read())]))
+            port = server.add_secure_port(
+                address, grpc.ssl_server_credentials([(k.read(), c.read())])
+            )
     else:
         port = server.add_insecure_port(address)
     if port == 0:
@@ -136,9 +164,14 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     await health.set(SERVICE_NAME, serving)
     running = RunningServer(server, port, registry, health)
     if settings.watch_store_s > 0:
-        running.watch_task = asyncio.get_running_loop().create_task(follow_store(
-            registry, ModelStore(settings.model_store_dir), settings.watch_store_s,
-            settings.device))
+        running.watch_task = asyncio.get_running_loop().create_task(
+            follow_store(
+                registry,
+                ModelStore(settings.model_store_dir),
+                settings.watch_store_s,
+                settings.device,
+            )
+        )
     if settings.rest:
         await start_rest(running, settings, keys)
     return running
@@ -154,8 +187,14 @@ async def serve(settings: Settings) -> None:
     log.info(
         "mlipserve gRPC on %s:%d, REST on port %s; models: %s; default: %s; batching %s "
         "(max %d atoms, wait %d µs)",
-        settings.host, running.port, running.rest_port, loaded, running.registry.default_model,
-        "on" if settings.batching else "off", settings.max_batch_atoms, settings.max_wait_us,
+        settings.host,
+        running.port,
+        running.rest_port,
+        loaded,
+        running.registry.default_model,
+        "on" if settings.batching else "off",
+        settings.max_batch_atoms,
+        settings.max_wait_us,
     )
     workers = None
     if settings.workers > 0:
@@ -166,8 +205,10 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("mlipserve draining: not ready, no new calls, finishing those in flight (%g s max)",
-             settings.drain_s)
+    log.info(
+        "mlipserve draining: not ready, no new calls, finishing those in flight (%g s max)",
+        settings.drain_s,
+    )
     if workers is not None:
         workers.set()  # running jobs are left to their leases: another worker picks them up
     await running.stop(settings.drain_s)

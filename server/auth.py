@@ -25,7 +25,8 @@ from argon2.exceptions import VerificationError
 ROLES = ("user", "admin")
 _metadata = sa.MetaData()
 KEYS = sa.Table(
-    "api_keys", _metadata,
+    "api_keys",
+    _metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("hash", sa.String(200), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
@@ -61,9 +62,15 @@ class AuthError(Exception):
 class KeyStore:
     """API keys in a database given by an SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://)."""
 
-    def __init__(self, url: str, cache_s: float = 60.0, revocation_check_s: float = 0.25,
-                 max_failures: int = 5, failure_window_s: float = 60.0,
-                 max_parallel_checks: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        cache_s: float = 60.0,
+        revocation_check_s: float = 0.25,
+        max_failures: int = 5,
+        failure_window_s: float = 60.0,
+        max_parallel_checks: int = 2,
+    ) -> None:
         self.engine = sa.create_engine(url)
         _metadata.create_all(self.engine)
         self.hasher = PasswordHasher()
@@ -86,8 +93,16 @@ class KeyStore:
         key_id = secrets.token_hex(8)
         key = f"mls_{key_id}_{secrets.token_urlsafe(24)}"
         with self.engine.begin() as conn:
-            conn.execute(KEYS.insert().values(id=key_id, hash=self.hasher.hash(key), role=role,
-                                              tenant=tenant, created=time.time(), revoked=False))
+            conn.execute(
+                KEYS.insert().values(
+                    id=key_id,
+                    hash=self.hasher.hash(key),
+                    role=role,
+                    tenant=tenant,
+                    created=time.time(),
+                    revoked=False,
+                )
+            )
         return key_id, key
 
     def revoke(self, key_id: str) -> bool:
@@ -100,8 +115,9 @@ class KeyStore:
     def list(self) -> list[dict]:
         """Every key's id, role, tenant, created and revoked flag (never the hash)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(KEYS.c.id, KEYS.c.role, KEYS.c.tenant, KEYS.c.created,
-                                          KEYS.c.revoked)).all()
+            rows = conn.execute(
+                sa.select(KEYS.c.id, KEYS.c.role, KEYS.c.tenant, KEYS.c.created, KEYS.c.revoked)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     def cached(self, key: str) -> Principal | None:
@@ -131,8 +147,9 @@ class KeyStore:
                 failures.popleft()
             if failures is not None and len(failures) >= self.max_failures:
                 wait = failures[0] + self.failure_window_s - now
-                raise AuthError(429, f"too many failed checks of key id {key_id[:16]!r}; "
-                                     f"retry in {wait:.0f} s")
+                raise AuthError(
+                    429, f"too many failed checks of key id {key_id[:16]!r}; retry in {wait:.0f} s"
+                )
 
     def _failed(self, key_id: str) -> None:
         with self._lock:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from mlipserve.server.checks import Limits
-from mlipserve.server.models.builtin import DEFAULT_MODELS
-from mlipserve.server.tenancy import TenantLimits
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlipserve.server.models.builtin import DEFAULT_MODELS
+from mlipserve.server.serving.checks import Limits
+from mlipserve.server.serving.tenancy import TenantLimits
 
 
 def is_loopback(host: str) -> bool:
@@ -44,10 +45,14 @@ class Settings(BaseSettings):
     max_atoms_per_request: int = Field(1_000_000, ge=1)
     max_systems_per_request: int = Field(10_000, ge=1)
     max_message_mb: int | None = Field(
-        None, ge=1, description="gRPC message cap; default: derived from the atom and system limits")
+        None, ge=1, description="gRPC message cap; default: derived from the atom and system limits"
+    )
     close_contact_fraction: float = Field(
-        0.8, ge=0, description="warn when atoms are closer than this × the model's shortest "
-        "training distance (0: off)")
+        0.8,
+        ge=0,
+        description="warn when atoms are closer than this × the model's shortest "
+        "training distance (0: off)",
+    )
     tenant_max_queued_atoms: int = Field(0, ge=0, description="per tenant (0: unlimited)")
     tenant_requests_per_s: float = Field(0.0, ge=0, description="per tenant (0: unlimited)")
     tenant_burst: int = Field(50, ge=1, description="requests a tenant may send at once")
@@ -58,31 +63,51 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".mlipserve", description="keys database, model store")
     store_dir: str = Field("", description="model store directory (default: DATA_DIR/models)")
     auth: bool = Field(False, description="require API keys on gRPC and REST")
-    auth_db: str = Field("", description="SQLAlchemy URL of the key database "
-                         "(default: sqlite:///DATA_DIR/mlipserve.db; postgresql+psycopg://... works)")
+    auth_db: str = Field(
+        "",
+        description="SQLAlchemy URL of the key database "
+        "(default: sqlite:///DATA_DIR/mlipserve.db; postgresql+psycopg://... works)",
+    )
     insecure_public: bool = Field(False, description="allow a non-loopback bind with auth off")
     tls_cert: str = Field("", description="PEM certificate for gRPC and REST")
     tls_key: str = Field("", description="PEM private key for gRPC and REST")
-    max_upload_mb: int = Field(512, ge=1, description="largest model upload over REST, MiB "
-                               "(a bigger body is refused with 413 before it is read)")
+    max_upload_mb: int = Field(
+        512,
+        ge=1,
+        description="largest model upload over REST, MiB "
+        "(a bigger body is refused with 413 before it is read)",
+    )
     rest_max_body_bytes: int | None = Field(
-        None, ge=1024, description="REST cap on every other request body (413 above it); "
-        "default: derived from the atom and system limits")
+        None,
+        ge=1024,
+        description="REST cap on every other request body (413 above it); "
+        "default: derived from the atom and system limits",
+    )
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'")
-    redis_url: str = Field("", description="job queue on Redis (redis://host:6379/0); "
-                           "empty: a SQLite file under data_dir")
-    queue_url: str = Field("", description="job queue URL (overrides redis_url): "
-                           "sqlite:///PATH or redis://...")
+    redis_url: str = Field(
+        "",
+        description="job queue on Redis (redis://host:6379/0); empty: a SQLite file under data_dir",
+    )
+    queue_url: str = Field(
+        "", description="job queue URL (overrides redis_url): sqlite:///PATH or redis://..."
+    )
     workers: int = Field(1, ge=0, description="in-process queue workers of `serve` (0: none)")
-    dataset_db: str = Field("", description="datasets in PostgreSQL: a URL template with "
-                            "{tenant} and {name}, e.g. postgresql://host/ds_{tenant}_{name} "
-                            "(empty: SQLite files in DATA_DIR/datasets/<tenant>/)")
-    lease_ttl_s: float = Field(15.0, gt=0, description="a job whose worker is silent this "
-                               "long is re-enqueued")
+    dataset_db: str = Field(
+        "",
+        description="datasets in PostgreSQL: a URL template with "
+        "{tenant} and {name}, e.g. postgresql://host/ds_{tenant}_{name} "
+        "(empty: SQLite files in DATA_DIR/datasets/<tenant>/)",
+    )
+    lease_ttl_s: float = Field(
+        15.0, gt=0, description="a job whose worker is silent this long is re-enqueued"
+    )
     heartbeat_s: float = Field(3.0, gt=0, description="how often a worker renews its lease")
     reap_every_s: float = Field(5.0, gt=0, description="how often workers look for lost jobs")
-    watch_store_s: float = Field(2.0, ge=0, description="how often to follow default-version "
-                                 "changes in the model store (0: off)")
+    watch_store_s: float = Field(
+        2.0,
+        ge=0,
+        description="how often to follow default-version changes in the model store (0: off)",
+    )
 
     @property
     def key_db_url(self) -> str:
@@ -100,9 +125,12 @@ class Settings(BaseSettings):
         from mlipserve.server.queue.worker import WorkerConfig
 
         return WorkerConfig(
-            queue_url=self.job_queue_url, data_dir=str(self.data_dir),
-            store_dir=str(self.model_store_dir), dataset_db=self.dataset_db,
-            policy=LeasePolicy(self.lease_ttl_s, self.heartbeat_s, self.reap_every_s))
+            queue_url=self.job_queue_url,
+            data_dir=str(self.data_dir),
+            store_dir=str(self.model_store_dir),
+            dataset_db=self.dataset_db,
+            policy=LeasePolicy(self.lease_ttl_s, self.heartbeat_s, self.reap_every_s),
+        )
 
     @property
     def model_store_dir(self) -> Path:
@@ -116,15 +144,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"refusing to serve on {self.host} with auth off: anyone who reaches it could use "
                 "and change the models. Turn auth on (--auth, then `mlipserve keys create`) or "
-                "pass --insecure-public if the network is trusted.")
+                "pass --insecure-public if the network is trusted."
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
 
     @property
     def tenant_limits(self) -> TenantLimits:
         """Per-tenant admission limits."""
-        return TenantLimits(self.tenant_max_queued_atoms, self.tenant_requests_per_s,
-                            self.tenant_burst, self.tenant_max_streams)
+        return TenantLimits(
+            self.tenant_max_queued_atoms,
+            self.tenant_requests_per_s,
+            self.tenant_burst,
+            self.tenant_max_streams,
+        )
 
     @property
     def rest_body_bytes(self) -> int:

@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import numpy as np
 from ase import Atoms
+
 from mlipserve.server.labellers.base import Label, json_safe
 
 HASH_DECIMALS = 6  # positions and cell are rounded to 1e-6 Å before hashing
@@ -47,8 +48,12 @@ def structure_hash(atoms: Atoms, decimals: int = HASH_DECIMALS) -> str:
     positions = np.round(np.asarray(atoms.positions, dtype=np.float64), decimals) + 0.0
     cell = np.round(np.asarray(atoms.cell.array, dtype=np.float64), decimals) + 0.0
     digest = hashlib.sha256(b"mlipserve-structure-v1")
-    for array in (np.asarray(atoms.numbers, dtype=np.int64), positions, cell,
-                  np.asarray(atoms.pbc, dtype=np.uint8)):
+    for array in (
+        np.asarray(atoms.numbers, dtype=np.int64),
+        positions,
+        cell,
+        np.asarray(atoms.pbc, dtype=np.uint8),
+    ):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
@@ -109,8 +114,10 @@ class Dataset:
                 import ase_db_backends.postgresql  # noqa: F401 - ase.db's backend for postgresql://
                 import psycopg2
             except ImportError as exc:
-                raise ValueError("a PostgreSQL dataset needs ase-db-backends and psycopg2 "
-                                 "(pip install 'mlipserve[server]')") from exc
+                raise ValueError(
+                    "a PostgreSQL dataset needs ase-db-backends and psycopg2 "
+                    "(pip install 'mlipserve[server]')"
+                ) from exc
             self.url = url
             self._con = psycopg2.connect(url)
             self._con.autocommit = True
@@ -122,8 +129,9 @@ class Dataset:
                 _create_sqlite(path)
             self.url = str(path)
             self.db = ase.db.connect(str(path), type="db", append=True)
-            self._con = sqlite3.connect(str(path), timeout=60, isolation_level=None,
-                                        check_same_thread=False)
+            self._con = sqlite3.connect(
+                str(path), timeout=60, isolation_level=None, check_same_thread=False
+            )
         self._local = threading.Lock()  # writers in this process
         self._con_lock = threading.Lock()  # one statement at a time on self._con
         with self._write_lock():  # two workers opening a new database must not race on DDL
@@ -211,12 +219,15 @@ class Dataset:
 
     def _write(self, label: Label, digest: str) -> int:
         prov = json_safe(label.provenance)
-        pairs = {"structure_hash": digest, "labeller": prov.get("labeller"),
-                 "labeller_version": prov.get("version"), "host": prov.get("host"),
-                 "wall_time_s": prov.get("wall_time_s")}
+        pairs = {
+            "structure_hash": digest,
+            "labeller": prov.get("labeller"),
+            "labeller_version": prov.get("version"),
+            "host": prov.get("host"),
+            "wall_time_s": prov.get("wall_time_s"),
+        }
         pairs = {k: v for k, v in pairs.items() if isinstance(v, (str, int, float))}
-        return int(self.db.write(label.atoms, key_value_pairs=pairs,
-                                 data={"provenance": prov}))
+        return int(self.db.write(label.atoms, key_value_pairs=pairs, data={"provenance": prov}))
 
     def provenance(self, row_id: int) -> dict:
         """The full provenance recorded with row `row_id`."""
@@ -239,14 +250,17 @@ class Dataset:
             tag = tag or f"v{version}"
             if self._sql("SELECT version FROM mlipserve_versions WHERE tag = ?", (tag,)):
                 raise ValueError(f"dataset version tag {tag!r} already exists")
-            self._sql("INSERT INTO mlipserve_versions VALUES (?, ?, ?, ?, ?)",
-                      (version, tag, time.time(), len(row_ids), json.dumps(row_ids)))
+            self._sql(
+                "INSERT INTO mlipserve_versions VALUES (?, ?, ?, ?, ?)",
+                (version, tag, time.time(), len(row_ids), json.dumps(row_ids)),
+            )
         return version
 
     def versions(self) -> list[DatasetVersion]:
         """All versions, oldest first."""
-        rows = self._sql("SELECT version, tag, created, n_rows FROM mlipserve_versions "
-                         "ORDER BY version")
+        rows = self._sql(
+            "SELECT version, tag, created, n_rows FROM mlipserve_versions ORDER BY version"
+        )
         return [DatasetVersion(int(v), str(t), float(c), int(n)) for v, t, c, n in rows]
 
     def row_ids(self, version: int | str | None = None) -> list[int]:
@@ -257,8 +271,7 @@ class Dataset:
         if not isinstance(version, (str, int)) or isinstance(version, bool):
             message = f"version must be a number, a tag or None, got {version!r}"
             raise ValueError(message)  # noqa: TRY004
-        found = self._sql(f"SELECT row_ids FROM mlipserve_versions WHERE {column} = ?",
-                          (version,))
+        found = self._sql(f"SELECT row_ids FROM mlipserve_versions WHERE {column} = ?", (version,))
         if not found:
             known = [v.tag for v in self.versions()]
             raise ValueError(f"dataset has no version {version!r}; versions: {known}")

@@ -9,12 +9,16 @@ import time
 
 
 class JsonFormatter(logging.Formatter):
-    """{"ts", "level", "logger", "msg", ...fields} per record (fields from `extra={"fields": ...}`)."""
+    """{"ts", "level", "logger", "msg", ...fields} per record (`extra={"fields": ...}`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line."""
-        out = {"ts": round(record.created, 6), "level": record.levelname, "logger": record.name,
-               "msg": record.getMessage()}
+        out = {
+            "ts": round(record.created, 6),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         out.update(getattr(record, "fields", {}))
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -30,7 +30,11 @@ def keep_freed_memory(enabled: bool | None = None) -> bool:
     if _applied is not None:
         return _applied
     if enabled is None:
-        enabled = os.environ.get("MLIPSERVE_KEEP_FREED_MEMORY", "1").lower() not in ("0", "false", "no")
+        enabled = os.environ.get("MLIPSERVE_KEEP_FREED_MEMORY", "1").lower() not in (
+            "0",
+            "false",
+            "no",
+        )
     _applied = False
     if not enabled:
         return False
@@ -44,6 +48,9 @@ def keep_freed_memory(enabled: bool | None = None) -> bool:
     # no mmap-served blocks; -1 disables trimming of the heap top (mallopt(3)); one arena:
     # a thread's own arena grows in 64 MB mmap'd heaps, which big tensors cannot use, so
     # the compute thread of the batcher would run 3-4x slower than the main thread
-    _applied = (bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
-                and bool(mallopt(M_ARENA_MAX, 1)))
+    _applied = (
+        bool(mallopt(M_MMAP_MAX, 0))
+        and bool(mallopt(M_TRIM_THRESHOLD, -1))
+        and bool(mallopt(M_ARENA_MAX, 1))
+    )
     return _applied

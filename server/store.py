@@ -22,17 +22,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mlipserve.server.models.autograd import TorchPotential
 from mlipserve.server.models.base import ModelInfo
-from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.models.families import (
+    ARCHIVE_FAMILIES,
+    NATIVE_FAMILIES,
+    SUFFIX,
+    FamilyError,
+    archive_trust_reason,
+    build_module,
+    load_archive,
+)
+from mlipserve.server.models.torch_potential import TorchPotential
 
 ARTIFACT = "model.safetensors"
 METADATA = "metadata.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-FAMILIES = {"painn": (PaiNN, PaiNNConfig)}
-# Families stored as their own files: TorchScript archives, and mace-torch pickles (trusted only).
-ARCHIVE_FAMILIES = ("torchscript", "metatomic", "mace")
-SUFFIX = {"torchscript": ".pt", "metatomic": ".pt", "mace": ".model"}
+
+
+TRUST_KEYS = ("trust_lo", "trust_hi", "energy_trust_lo", "energy_trust_hi")
 
 
 class StoreError(ValueError):
@@ -51,8 +58,10 @@ def sha256(path: Path) -> str:
 def check_safetensors(data: bytes) -> None:
     """Refuse anything but a safetensors file (pickles and torch.save zips above all)."""
     if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise StoreError("pickle / torch.save files are refused: upload safetensors "
-                         "(safetensors.torch.save_file)")
+        raise StoreError(
+            "pickle / torch.save files are refused: upload safetensors "
+            "(safetensors.torch.save_file)"
+        )
     if len(data) < 10:
         raise StoreError("not a safetensors file (too short)")
     header = int.from_bytes(data[:8], "little")
@@ -63,31 +72,11 @@ def check_safetensors(data: bytes) -> None:
 def require_trusted(meta: dict, reason: str) -> None:
     """Refuse to load a version that needs pickle or native code unless it is trusted."""
     if meta.get("trusted") is not True:
-        raise StoreError(f"{meta.get('name')}@{meta.get('version')} is not trusted and {reason}: "
-                         "an admin must set its 'trusted' flag (mlipserve models trust "
-                         f"{meta.get('name')} {meta.get('version')} --store DIR)")
-
-
-def archive_trust_reason(family: str):
-    """A function giving why a file of `family` needs the trusted flag (None: it does not)."""
-    if family == "metatomic":
-        from mlipserve.server.models.metatomic_model import needs_trust
-
-        return needs_trust
-    if family == "mace":
-        from mlipserve.server.models.mace_model import PICKLE_REASON
-
-        return lambda data: PICKLE_REASON
-    return lambda data: None
-
-
-def build_module(metadata: dict) -> torch.nn.Module:
-    """An untrained module of the metadata's family and config."""
-    family = metadata.get("family")
-    if family not in FAMILIES:
-        raise StoreError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
-    cls, config_cls = FAMILIES[family]
-    return cls(config_cls(**metadata["config"]))
+        raise StoreError(
+            f"{meta.get('name')}@{meta.get('version')} is not trusted and {reason}: "
+            "an admin must set its 'trusted' flag (mlipserve models trust "
+            f"{meta.get('name')} {meta.get('version')} --store DIR)"
+        )
 
 
 class ModelStore:
@@ -113,8 +102,12 @@ class ModelStore:
         if not folder.exists():
             raise StoreError(f"no model {name!r} in the store")
         found = [p for p in folder.iterdir() if (p / METADATA).exists()]
-        return [p.name for p in sorted(found, key=lambda p: json.loads(
-            (p / METADATA).read_text()).get("created", 0))]
+        return [
+            p.name
+            for p in sorted(
+                found, key=lambda p: json.loads((p / METADATA).read_text()).get("created", 0)
+            )
+        ]
 
     def default_version(self, name: str) -> str:
         """The version served when none is asked for."""
@@ -147,38 +140,61 @@ class ModelStore:
             raise StoreError(f"model {name!r} has no version {version!r}")
         return json.loads(path.read_text())
 
-    def save(self, name: str, module: torch.nn.Module, metadata: dict,
-             version: str | None = None, make_default: bool = True) -> str:
+    def save(
+        self,
+        name: str,
+        module: torch.nn.Module,
+        metadata: dict,
+        version: str | None = None,
+        make_default: bool = True,
+    ) -> str:
         """Store a native module's weights and metadata as a new version; return it."""
-        if metadata.get("family") not in FAMILIES:
+        if metadata.get("family") not in NATIVE_FAMILIES:
             raise StoreError(f"unknown model family {metadata.get('family')!r}")
         existing = self.versions(name) if self._dir(name).exists() else []
         version = version or f"v{len(existing) + 1}"
         while version in existing:
-            version = f"v{int(version.lstrip('v') or 0) + 1}" if version.startswith("v") else version + "-1"
+            version = (
+                f"v{int(version.lstrip('v') or 0) + 1}"
+                if version.startswith("v")
+                else version + "-1"
+            )
         folder = self._dir(name, version)
         folder.mkdir(parents=True, exist_ok=False)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
         save_file(tensors, folder / ARTIFACT)
-        meta = {**metadata, "name": name, "version": version,
-                "created": metadata.get("created", time.time()),
-                "sha256": sha256(folder / ARTIFACT),
-                "size_bytes": (folder / ARTIFACT).stat().st_size}
+        meta = {
+            **metadata,
+            "name": name,
+            "version": version,
+            "created": metadata.get("created", time.time()),
+            "sha256": sha256(folder / ARTIFACT),
+            "size_bytes": (folder / ARTIFACT).stat().st_size,
+        }
         (folder / METADATA).write_text(json.dumps(meta, indent=2))
         if make_default or not (self._dir(name) / "DEFAULT").exists():
             self.set_default(name, version)
         return version
 
-    def add_artifact(self, name: str, data: bytes | list[bytes], metadata: dict, max_bytes: int,
-                     make_default: bool = False) -> str:
+    def add_artifact(
+        self,
+        name: str,
+        data: bytes | list[bytes],
+        metadata: dict,
+        max_bytes: int,
+        make_default: bool = False,
+    ) -> str:
         """Store an uploaded artifact (safetensors, or TorchScript files for the archive
         families; several files: a committee) as a new version after checking it loads."""
         if "trusted" in metadata:
-            raise StoreError("'trusted' cannot be uploaded: an admin sets it on a stored version "
-                             "(mlipserve models trust NAME VERSION --store DIR)")
+            raise StoreError(
+                "'trusted' cannot be uploaded: an admin sets it on a stored version "
+                "(mlipserve models trust NAME VERSION --store DIR)"
+            )
         if metadata.get("family") in ARCHIVE_FAMILIES:
-            return self._add_archives(name, data if isinstance(data, list) else [data],
-                                      metadata, max_bytes, make_default)
+            return self._add_archives(
+                name, data if isinstance(data, list) else [data], metadata, max_bytes, make_default
+            )
         if isinstance(data, list):
             if len(data) != 1:
                 raise StoreError(f"family {metadata.get('family')!r} takes one artifact")
@@ -186,7 +202,10 @@ class ModelStore:
         if len(data) > max_bytes:
             raise StoreError(f"artifact of {len(data)} bytes exceeds the limit of {max_bytes}")
         check_safetensors(data)
-        module = build_module(metadata)
+        try:
+            module = build_module(metadata)
+        except FamilyError as err:
+            raise StoreError(str(err)) from None
         folder = self.root / ".upload"
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{name}-{time.time_ns()}.safetensors"
@@ -194,13 +213,16 @@ class ModelStore:
         try:
             module.load_state_dict(load_file(tmp))
         except Exception as err:
-            raise StoreError(f"artifact does not fit family {metadata['family']!r}: {err}") from None
+            raise StoreError(
+                f"artifact does not fit family {metadata['family']!r}: {err}"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
         return self.save(name, module, metadata, make_default=make_default)
 
-    def _add_archives(self, name: str, files: list[bytes], metadata: dict, max_bytes: int,
-                      make_default: bool) -> str:
+    def _add_archives(
+        self, name: str, files: list[bytes], metadata: dict, max_bytes: int, make_default: bool
+    ) -> str:
         """A TorchScript / metatomic / MACE version: check the files, load them once (unless
         they need the trusted flag: then they are stored but not loaded), then store."""
         from mlipserve.server.models.torchscript import check_torchscript_archive
@@ -209,10 +231,13 @@ class ModelStore:
         if not files:
             raise StoreError("no artifact file was given")
         if sum(len(f) for f in files) > max_bytes:
-            raise StoreError(f"artifacts of {sum(len(f) for f in files)} bytes exceed the limit "
-                             f"of {max_bytes}")
+            raise StoreError(
+                f"artifacts of {sum(len(f) for f in files)} bytes exceed the limit of {max_bytes}"
+            )
         if family == "torchscript" and len(files) != 1:
-            raise StoreError("a TorchScript model is one file (its committee axis is in its output)")
+            raise StoreError(
+                "a TorchScript model is one file (its committee axis is in its output)"
+            )
         try:
             for data in files if family != "mace" else ():
                 check_torchscript_archive(data)
@@ -226,16 +251,26 @@ class ModelStore:
         folder = self._dir(name, version)
         folder.mkdir(parents=True, exist_ok=False)
         suffix = SUFFIX[family]
-        names = [f"model{suffix}"] if len(files) == 1 else [f"model-{k}{suffix}"
-                                                           for k in range(len(files))]
+        names = (
+            [f"model{suffix}"]
+            if len(files) == 1
+            else [f"model-{k}{suffix}" for k in range(len(files))]
+        )
         for file, data in zip(names, files):
             (folder / file).write_bytes(data)
         digests = [sha256(folder / f) for f in names]
-        meta = {**metadata, "name": name, "version": version,
-                "created": metadata.get("created", time.time()), "artifacts": names,
-                "sha256": digests[0] if len(digests) == 1 else hashlib.sha256(
-                    "".join(digests).encode()).hexdigest(), "artifact_sha256": digests,
-                "size_bytes": sum(len(f) for f in files)}
+        meta = {
+            **metadata,
+            "name": name,
+            "version": version,
+            "created": metadata.get("created", time.time()),
+            "artifacts": names,
+            "sha256": digests[0]
+            if len(digests) == 1
+            else hashlib.sha256("".join(digests).encode()).hexdigest(),
+            "artifact_sha256": digests,
+            "size_bytes": sum(len(f) for f in files),
+        }
         if reasons:
             meta["needs_trust"] = "; ".join(reasons)
         else:
@@ -244,8 +279,13 @@ class ModelStore:
             except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
                 shutil.rmtree(folder)
                 raise StoreError(f"artifact does not load as family {family!r}: {err}") from None
-            meta = {"cutoff": info.cutoff, "elements": sorted(info.elements),
-                    "ensemble_size": info.ensemble_size, "dtype": info.dtype, **meta}
+            meta = {
+                "cutoff": info.cutoff,
+                "elements": sorted(info.elements),
+                "ensemble_size": info.ensemble_size,
+                "dtype": info.dtype,
+                **meta,
+            }
         meta.setdefault("cutoff", None)
         (folder / METADATA).write_text(json.dumps(meta, indent=2))
         if make_default or not (self._dir(name) / "DEFAULT").exists():
@@ -256,26 +296,16 @@ class ModelStore:
         """Load a TorchScript / metatomic version after checking checksums and trust."""
         for file, digest in zip(meta["artifacts"], meta["artifact_sha256"]):
             if sha256(folder / file) != digest:
-                raise StoreError(f"{meta['name']}@{meta['version']}: {file} does not match its "
-                                 "checksum")
+                raise StoreError(
+                    f"{meta['name']}@{meta['version']}: {file} does not match its checksum"
+                )
         if meta.get("needs_trust"):
             require_trusted(meta, meta["needs_trust"])
         paths = [folder / f for f in meta["artifacts"]]
         try:
-            if meta["family"] == "torchscript":
-                from mlipserve.server.models.torchscript import load_torchscript
-
-                return load_torchscript(paths[0], meta, dtype=dtype, device=device)
-            if meta["family"] == "mace":
-                from mlipserve.server.models.mace_model import load_mace
-
-                return load_mace(paths, meta, dtype=dtype, device=device)
-            from mlipserve.server.models.metatomic_model import load_metatomic
-
-            return load_metatomic(paths, meta, dtype=dtype, device=device)
-        except ImportError as err:
-            raise StoreError(f"family {meta['family']!r} needs an optional extra "
-                             f"(pip install 'mlipserve[{meta['family']}]'): {err}") from None
+            return load_archive(paths, meta, dtype, device)
+        except FamilyError as err:
+            raise StoreError(str(err)) from None
 
     def set_trusted(self, name: str, version: str, trusted: bool = True) -> None:
         """Admin action: flag a version as trusted (may use pickle / native code) or not."""
@@ -297,12 +327,21 @@ class ModelStore:
         folder = self._dir(name, meta["version"])
         if sha256(folder / ARTIFACT) != meta["sha256"]:
             raise StoreError(f"{name}@{meta['version']}: artifact does not match its checksum")
-        module = build_module(meta)
+        try:
+            module = build_module(meta)
+        except FamilyError as err:
+            raise StoreError(str(err)) from None
         module.load_state_dict(load_file(folder / ARTIFACT))
         return module, meta
 
-    def load(self, name: str, version: str | None = None, *, dtype: str | None = None,
-             device: str = "auto") -> TorchPotential:
+    def load(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        dtype: str | None = None,
+        device: str = "auto",
+    ) -> TorchPotential:
         """A servable evaluator of a stored version."""
         meta = self.metadata(name, version)
         if meta.get("family") in ARCHIVE_FAMILIES:
@@ -314,12 +353,19 @@ class ModelStore:
                 raise StoreError(f"{name}@{meta['version']}: {err}") from None
         module, meta = self.load_module(name, version)
         info = ModelInfo(
-            name=name, version=meta["version"], kind=meta["family"], cutoff=meta["cutoff"],
-            elements=frozenset(meta.get("elements", ())), ensemble_size=meta.get("ensemble_size", 0),
-            dtype=dtype or meta.get("dtype", "float32"), device=device,
+            name=name,
+            version=meta["version"],
+            kind=meta["family"],
+            cutoff=meta["cutoff"],
+            elements=frozenset(meta.get("elements", ())),
+            ensemble_size=meta.get("ensemble_size", 0),
+            dtype=dtype or meta.get("dtype", "float32"),
+            device=device,
             min_distance=float(meta.get("min_distance", 0.0)),
-            extra={"metrics": meta.get("metrics", {}),
-                   **{k: meta[k] for k in ("trust_lo", "trust_hi") if k in meta}},
+            extra={
+                "metrics": meta.get("metrics", {}),
+                **{k: meta[k] for k in TRUST_KEYS if k in meta},
+            },
         )
         return TorchPotential(module, info)
 

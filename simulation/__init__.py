@@ -1,13 +1,12 @@
 """Simulation drivers that run on the client and talk to a ForceProvider."""
 
-from mlipserve.simulation.integrators import BerendsenBarostat, langevin_baoab, velocity_verlet
 from mlipserve.simulation.md import MolecularDynamics
-from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb, screen
-from mlipserve.simulation.neb_screen import screen_and_refine
+from mlipserve.simulation.md.integrators import BerendsenBarostat, langevin_baoab, velocity_verlet
+from mlipserve.simulation.md.stability import check_timestep
+from mlipserve.simulation.md.state import MDState
+from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb, screen, screen_and_refine
 from mlipserve.simulation.provider import ForceProvider, RemoteProvider
 from mlipserve.simulation.relax import RelaxResult, relax_batch
-from mlipserve.simulation.stability import check_timestep
-from mlipserve.simulation.state import MDState
 
 __all__ = [
     "BatchedNEB",

@@ -33,15 +33,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mlipserve.simulation.integrators import Integrator
+
+from mlipserve.simulation.active_learning_plot import plot_trace
+from mlipserve.simulation.md.integrators import Integrator
+from mlipserve.simulation.md.loop import Driver
+from mlipserve.simulation.md.state import MDState
 from mlipserve.simulation.provider import ForceProvider
-from mlipserve.simulation.state import MDState
 
 if TYPE_CHECKING:  # the client package imports grpc; simulation code only duck-types it
     from mlipserve.client.jobs import JobsClient
 
-EVENT_KINDS = ("candidate", "labelled", "untrusted", "retrain", "promoted", "rejected",
-               "resumed", "stopped")
+EVENT_KINDS = (
+    "candidate",
+    "labelled",
+    "untrusted",
+    "retrain",
+    "promoted",
+    "rejected",
+    "resumed",
+    "stopped",
+)
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,7 @@ class ActiveLearningConfig:
         if not self.model or not self.dataset:
             raise ValueError("model and dataset names are required")
         if not 0 < self.trust_lo < self.trust_hi:
-            raise ValueError(f"need 0 < trust_lo < trust_hi, got {self.trust_lo}, "
-                             f"{self.trust_hi}")
+            raise ValueError(f"need 0 < trust_lo < trust_hi, got {self.trust_lo}, {self.trust_hi}")
         if self.submit_every < 1 or self.label_batch < 1 or self.max_retrains < 0:
             raise ValueError("submit_every and label_batch must be ≥ 1, max_retrains ≥ 0")
         if self.exhausted not in ("stop", "continue"):
@@ -107,16 +117,26 @@ class ActiveLearningConfig:
             raise ValueError("timeouts and poll_s must be positive")
 
 
-class ActiveLearningMD:
+class ActiveLearningMD(Driver[MDState]):
     """Langevin (or any one-force-call) MD with an uncertainty trigger, labelling and hot swap.
 
     The trace holds, per step taken (`iteration`, rejected steps included), the MD step, the
     served model version and σ per replica; `events` is a list of dicts with `kind`
     (see EVENT_KINDS), `iteration`, `step`, `wall` (seconds since start) and details.
+    `run(steps)` takes `steps` MD steps (rejected ones count) and sends pending labels at
+    the end; the loop, observers and trajectory files are `md.loop.Driver`'s (a rejected
+    step is not observed).
     """
 
-    def __init__(self, provider: ForceProvider, state: MDState, integrator: Integrator,
-                 jobs: JobsClient | str, config: ActiveLearningConfig) -> None:
+    def __init__(
+        self,
+        provider: ForceProvider,
+        state: MDState,
+        integrator: Integrator,
+        jobs: JobsClient | str,
+        config: ActiveLearningConfig,
+    ) -> None:
+        super().__init__()
         integrator.check(state)
         if isinstance(jobs, str):
             from mlipserve.client.jobs import JobsClient
@@ -143,8 +163,9 @@ class ActiveLearningMD:
     def _evaluate(self, state: MDState) -> MDState:
         results = self.provider.evaluate(state.systems(), self.properties)
         if any("max_force_std" not in r for r in results):
-            raise ValueError("the model returned no max_force_std: active learning needs an "
-                             "ensemble model")
+            raise ValueError(
+                "the model returned no max_force_std: active learning needs an ensemble model"
+            )
         self._results = results
         return state.with_results(results)
 
@@ -160,8 +181,13 @@ class ActiveLearningMD:
         self.trace["sigma"].append(sigma.tolist())
 
     def _event(self, kind: str, **details: Any) -> dict:
-        event = {"kind": kind, "iteration": self.iteration, "step": self.state.step,
-                 "wall": round(time.monotonic() - self._start, 3), **details}
+        event = {
+            "kind": kind,
+            "iteration": self.iteration,
+            "step": self.state.step,
+            "wall": round(time.monotonic() - self._start, 3),
+            **details,
+        }
         self.events.append(event)
         return event
 
@@ -186,30 +212,17 @@ class ActiveLearningMD:
         self._select(new, np.flatnonzero(sigma >= self.config.trust_lo), sigma)
         return self.state
 
-    def run(self, steps: int, progress: bool = False) -> MDState:
-        """Take `steps` MD steps (rejected ones count); pending labels are sent at the end."""
-        if steps < 0:
-            raise ValueError(f"steps must be non-negative, got {steps}")
-        bar = task = None
-        if progress:
-            from rich.progress import Progress
+    def _stopped(self) -> bool:
+        return bool(self.stopped)
 
-            bar = Progress(transient=True)
-            bar.start()
-            task = bar.add_task("active-learning MD", total=steps)
-        try:
-            for _ in range(steps):
-                if self.stopped:
-                    break
-                self.step()
-                if bar is not None:
-                    bar.update(task, advance=1, description=f"AL-MD σ {self.sigma.max():.3f} "
-                               f"eV/Å on {self.version} ({self.retrains} retrains)")
-        finally:
-            if bar is not None:
-                bar.stop()
+    def _finish_run(self) -> None:
         self._submit_pending()
-        return self.state
+
+    def _progress_label(self) -> str:
+        return "AL-MD"
+
+    def _progress_info(self) -> str:
+        return f"σ {self.sigma.max():.3f} eV/Å on {self.version} ({self.retrains} retrains)"
 
     # -- labelling --------------------------------------------------------------------
     def _key(self, atoms: Any) -> str:
@@ -219,8 +232,9 @@ class ActiveLearningMD:
             h.update((np.round(np.asarray(arr, dtype=float), d) + 0.0).tobytes())
         return h.hexdigest()
 
-    def _select(self, state: MDState, replicas: Any, sigma: np.ndarray,
-                force: bool = False) -> None:
+    def _select(
+        self, state: MDState, replicas: Any, sigma: np.ndarray, force: bool = False
+    ) -> None:
         """Queue these replicas' frames for labelling (rate-limited per replica, de-duplicated)."""
         for r in replicas:
             if not force and self.iteration - self._last_pick[r] < self.config.submit_every:
@@ -241,9 +255,13 @@ class ActiveLearningMD:
         if not self._pending:
             return
         structures = [atoms for _, atoms in self._pending]
-        job = self.jobs.label(structures, self.config.dataset, self.config.labeller,
-                              self.config.labeller_settings or None,
-                              time_limit_s=self.config.job_timeout_s)
+        job = self.jobs.label(
+            structures,
+            self.config.dataset,
+            self.config.labeller,
+            self.config.labeller_settings or None,
+            time_limit_s=self.config.job_timeout_s,
+        )
         self._label_jobs.append(job["id"])
         self._event("labelled", job=job["id"], structures=len(structures))
         self._pending = []
@@ -251,8 +269,10 @@ class ActiveLearningMD:
     def wait_for_labels(self) -> list[dict]:
         """Send pending frames and wait until every label job so far has finished."""
         self._submit_pending()
-        done = [self.jobs.wait(j, self.config.job_timeout_s, self.config.poll_s)
-                for j in self._label_jobs]
+        done = [
+            self.jobs.wait(j, self.config.job_timeout_s, self.config.poll_s)
+            for j in self._label_jobs
+        ]
         self._label_jobs = []
         return done
 
@@ -273,18 +293,33 @@ class ActiveLearningMD:
         target = None
         if cfg.retrain == "self":
             params = {**cfg.retrain_params, "model": cfg.model, "dataset": cfg.dataset}
-            trained = self.jobs.run("retrain", params, cfg.job_timeout_s, cfg.poll_s,
-                                    time_limit_s=cfg.job_timeout_s)
-            self._event("retrain", candidate=trained["candidate"], parent=trained.get("parent"),
-                        structures=trained.get("n_structures"),
-                        seconds=trained.get("train_seconds"),
-                        new_labels=sum(len(r.get("stored", [])) for r in labels))
-            decision = self.jobs.run("promote", {
-                "model": cfg.model, "candidate": trained["candidate"], "holdout": cfg.holdout,
-                "tolerance": cfg.tolerance}, cfg.job_timeout_s, cfg.poll_s,
-                time_limit_s=cfg.job_timeout_s)
-            info = {k: decision.get(k) for k in ("candidate", "candidate_force_mae",
-                                                   "current_force_mae")}
+            trained = self.jobs.run(
+                "retrain", params, cfg.job_timeout_s, cfg.poll_s, time_limit_s=cfg.job_timeout_s
+            )
+            self._event(
+                "retrain",
+                candidate=trained["candidate"],
+                parent=trained.get("parent"),
+                structures=trained.get("n_structures"),
+                seconds=trained.get("train_seconds"),
+                new_labels=sum(len(r.get("stored", [])) for r in labels),
+            )
+            decision = self.jobs.run(
+                "promote",
+                {
+                    "model": cfg.model,
+                    "candidate": trained["candidate"],
+                    "holdout": cfg.holdout,
+                    "tolerance": cfg.tolerance,
+                },
+                cfg.job_timeout_s,
+                cfg.poll_s,
+                time_limit_s=cfg.job_timeout_s,
+            )
+            info = {
+                k: decision.get(k)
+                for k in ("candidate", "candidate_force_mae", "current_force_mae")
+            }
             if not decision.get("promoted"):
                 self._event("rejected", **info)
             else:
@@ -312,8 +347,10 @@ class ActiveLearningMD:
             if (version == target) if target else (version != old):
                 return state
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the server still serves {cfg.model}@{version} after "
-                                   f"{limit:g} s (waiting for {target or 'a new version'})")
+                raise TimeoutError(
+                    f"the server still serves {cfg.model}@{version} after "
+                    f"{limit:g} s (waiting for {target or 'a new version'})"
+                )
             time.sleep(cfg.poll_s)
 
     # -- reporting --------------------------------------------------------------------
@@ -322,8 +359,9 @@ class ActiveLearningMD:
         candidates (lo ≤ σ < hi), untrusted (σ ≥ hi) and rate = (candidates + untrusted) / steps."""
         out: dict[str, dict[str, float]] = {}
         lo, hi = self.config.trust_lo, self.config.trust_hi
-        for it, version, sig in zip(self.trace["iteration"], self.trace["version"],
-                                    self.trace["sigma"]):
+        for it, version, sig in zip(
+            self.trace["iteration"], self.trace["version"], self.trace["sigma"]
+        ):
             if it == 0:  # the starting point, not a step
                 continue
             row = out.setdefault(version, {"steps": 0, "candidates": 0, "untrusted": 0})
@@ -337,9 +375,14 @@ class ActiveLearningMD:
 
     def summary(self) -> dict[str, Any]:
         """Config, trace, events and trigger rates as JSON-friendly data."""
-        return {"config": asdict(self.config), "trace": self.trace, "events": self.events,
-                "rates": self.trigger_rates(), "retrains": self.retrains,
-                "stopped": self.stopped}
+        return {
+            "config": asdict(self.config),
+            "trace": self.trace,
+            "events": self.events,
+            "rates": self.trigger_rates(),
+            "retrains": self.retrains,
+            "stopped": self.stopped,
+        }
 
     def save(self, prefix: str | Path) -> dict[str, Path]:
         """Write `prefix.json` (summary) and `prefix.png` (σ trace with thresholds, events)."""
@@ -347,53 +390,7 @@ class ActiveLearningMD:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         paths = {"json": prefix.with_suffix(".json"), "png": prefix.with_suffix(".png")}
         paths["json"].write_text(json.dumps(self.summary(), indent=1))
-        plot_trace(self.trace, self.events, self.config.trust_lo, self.config.trust_hi,
-                   paths["png"])
+        cfg = self.config
+        title = f"active learning of {cfg.model}"
+        plot_trace(self.trace, self.events, cfg.trust_lo, cfg.trust_hi, paths["png"], title)
         return paths
-
-
-MARKERS = {"candidate": ("o", "tab:orange"), "untrusted": ("X", "tab:red"),
-           "retrain": ("s", "tab:purple"), "promoted": ("*", "tab:green"),
-           "rejected": ("v", "tab:gray"), "resumed": (">", "tab:blue"), "stopped": ("x", "k")}
-
-
-def plot_trace(trace: dict, events: list[dict], trust_lo: float, trust_hi: float,
-               path: str | Path) -> Path:
-    """Max force std (max over replicas) vs step taken, the two thresholds and the events."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    it = np.asarray(trace["iteration"])
-    sigma = np.array([max(s) for s in trace["sigma"]])
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(it, sigma, lw=1, color="0.3", label="max force std")
-    ax.axhline(trust_lo, ls="--", color="tab:orange", label=f"trust_lo {trust_lo:g}")
-    ax.axhline(trust_hi, ls="--", color="tab:red", label=f"trust_hi {trust_hi:g}")
-    top = max(float(sigma.max(initial=trust_hi)), trust_hi) * 1.15
-    versions = trace["version"]
-    for i, version in enumerate(versions):  # name each served version where it starts
-        if i == 0 or version != versions[i - 1]:
-            ax.text(it[i], top * 1.02, f" {version}", fontsize=8, va="bottom")
-    lifts = {"retrain": 0.97, "promoted": 0.92, "rejected": 0.92, "resumed": 0.87,
-             "stopped": 0.97}
-    for kind, (marker, color) in MARKERS.items():
-        picked = [e for e in events if e["kind"] == kind]
-        if not picked:
-            continue
-        ys = [e["sigma"] if kind in ("candidate", "untrusted") else top * lifts[kind]
-              for e in picked]
-        ax.scatter([e["iteration"] for e in picked], ys, marker=marker, color=color, zorder=3,
-                   s=12 if kind == "candidate" else 40, label=kind)
-        if kind == "resumed":
-            for e in picked:
-                ax.axvline(e["iteration"], color=color, lw=0.8, alpha=0.5)
-    ax.set_xlabel("MD steps taken (rejected ones included)")
-    ax.set_ylabel("max per-atom force std (eV/Å)")
-    ax.set_ylim(0, top * 1.12)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)

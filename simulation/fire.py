@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.utils.abc import Optimizable
+
+from mlipserve.simulation.progress import ProgressBar
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class FIREState:
             vf = np.vdot(force, self.vel)
             if vf > 0.0:
                 self.vel = (1.0 - self.a) * self.vel + self.a * force / np.sqrt(
-                    np.vdot(force, force)) * np.sqrt(np.vdot(self.vel, self.vel))
+                    np.vdot(force, force)
+                ) * np.sqrt(np.vdot(self.vel, self.vel))
                 if self.n_positive > p.Nmin:
                     self.dt = min(self.dt * p.finc, p.dtmax)
                     self.a *= p.fa
@@ -89,23 +92,28 @@ class FIREState:
 class ProviderResults(Calculator):
     """A calculator holding one provider result for one atoms state (refuses a stale state)."""
 
-    implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
     def __init__(self, atoms: Atoms, result: dict[str, Any]) -> None:
         super().__init__()
-        self.results = {k: result[k] for k in ("energy", "forces", "stress", "energies")
-                        if k in result}
+        self.results = {
+            k: result[k] for k in ("energy", "forces", "stress", "energies") if k in result
+        }
         if "energy" in self.results:
             self.results["free_energy"] = self.results["energy"]
         self._positions = atoms.positions.copy()
         self._cell = atoms.cell.array.copy()
 
-    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True):
+    def get_property(
+        self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True
+    ) -> Any:
         """The stored result; a RuntimeError if `atoms` moved since it was evaluated."""
         if name not in self.results:
             raise PropertyNotImplementedError(f"{name!r} was not requested from the provider")
-        if atoms is not None and not (np.array_equal(atoms.positions, self._positions)
-                                      and np.array_equal(atoms.cell.array, self._cell)):
+        if atoms is not None and not (
+            np.array_equal(atoms.positions, self._positions)
+            and np.array_equal(atoms.cell.array, self._cell)
+        ):
             raise RuntimeError("atoms moved after their batched evaluation; evaluate them again")
         value = self.results[name]
         return value.copy() if isinstance(value, np.ndarray) else value
@@ -173,7 +181,7 @@ def run_batched(
     active: list[int] = []
     states: dict[int, FIREState] = {}
     outcomes: list[Outcome | None] = [None] * len(tasks)
-    with _ProgressBar(progress, description, len(tasks)) as bar:
+    with ProgressBar(progress, description, len(tasks), transient=False, eta=False) as bar:
         iteration = 0
         while queue or active:
             while queue and len(active) < cap:
@@ -187,7 +195,9 @@ def run_batched(
                 gradient = opt.get_gradient()
                 converged = bool(opt.converged(gradient, fmax))
                 if converged or state.nsteps >= max_steps:
-                    outcomes[i] = Outcome(state.nsteps, converged, float(opt.gradient_norm(gradient)))
+                    outcomes[i] = Outcome(
+                        state.nsteps, converged, float(opt.gradient_norm(gradient))
+                    )
                     del states[i]
                     bar.advance()
                 else:
@@ -195,8 +205,10 @@ def run_batched(
                     still.append(i)
             active = still
             iteration += 1
-            bar.update(f"{description}: iteration {iteration}, {len(active)} active, "
-                       f"{len(queue)} queued")
+            bar.update(
+                description=f"{description}: iteration {iteration}, "
+                f"{len(active)} active, {len(queue)} queued"
+            )
     return [o for o in outcomes if o is not None]
 
 
@@ -216,36 +228,5 @@ def _evaluate(provider: Any, tasks: Sequence[Task], properties: Sequence[str]) -
     start = 0
     for task, n in zip(tasks, counts):
         if n:
-            task.receive(results[start:start + n])
+            task.receive(results[start : start + n])
         start += n
-
-
-class _ProgressBar:
-    """A rich progress bar over finished tasks (silent when disabled)."""
-
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled, self.description, self.total = enabled, description, total
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> Self:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-    def update(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=text)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

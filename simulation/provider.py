@@ -14,7 +14,7 @@ class ForceProvider(Protocol):
     "stress", "energies", "uncertainty"). Returns one dict per system with the contract's
     result keys (energy in eV, forces in eV/Å, stress in eV/Å³ Voigt order, ...).
     Implementations: `RemoteProvider` (a server) and
-    `mlipserve.server.local.LocalProvider` (a model in this process).
+    `mlipserve.server.serving.local.LocalProvider` (a model in this process).
     """
 
     def evaluate(

@@ -18,6 +18,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.filters import FrechetCellFilter
 from ase.optimize.optimize import OptimizableAtoms
 from ase.utils.abc import Optimizable
+
 from mlipserve.simulation.fire import FIREParams, ProviderResults, run_batched
 
 
@@ -35,13 +36,19 @@ class RelaxResult:
 class RelaxTask:
     """One system under relaxation: its atoms copy and the ASE optimizable FIRE moves."""
 
-    def __init__(self, atoms: Atoms, relax_cell: bool = False, pressure: float = 0.0,
-                 cell_filter_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        atoms: Atoms,
+        relax_cell: bool = False,
+        pressure: float = 0.0,
+        cell_filter_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.atoms = atoms.copy()
         self.atoms.calc = None
         if relax_cell:
             self.filter: FrechetCellFilter | None = FrechetCellFilter(
-                self.atoms, scalar_pressure=pressure, **(cell_filter_kwargs or {}))
+                self.atoms, scalar_pressure=pressure, **(cell_filter_kwargs or {})
+            )
             self._optimizable = self.filter.__ase_optimizable__()
         else:
             self.filter = None
@@ -52,7 +59,8 @@ class RelaxTask:
         """The relaxed atoms with their last results frozen in a SinglePointCalculator."""
         keys = ("energy", "forces", "stress")
         self.atoms.calc = SinglePointCalculator(
-            self.atoms, **{k: self.result[k] for k in keys if k in self.result})
+            self.atoms, **{k: self.result[k] for k in keys if k in self.result}
+        )
         return self.atoms
 
     @property
@@ -99,11 +107,24 @@ def relax_batch(
         raise ValueError("relax_cell needs periodic systems (pbc all True)")
     tasks = [RelaxTask(s, relax_cell, pressure, cell_filter_kwargs) for s in systems]
     properties = ("energy", "forces", "stress") if relax_cell else ("energy", "forces")
-    outcomes = run_batched(provider, tasks, properties=properties, fmax=fmax,
-                           max_steps=max_steps, batch_size=batch_size, params=params,
-                           progress=progress, description="relax")
+    outcomes = run_batched(
+        provider,
+        tasks,
+        properties=properties,
+        fmax=fmax,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        params=params,
+        progress=progress,
+        description="relax",
+    )
     return [
-        RelaxResult(atoms=task.finish(), energy=float(task.result["energy"]), fmax=out.fmax,
-                    steps=out.steps, converged=out.converged)
+        RelaxResult(
+            atoms=task.finish(),
+            energy=float(task.result["energy"]),
+            fmax=out.fmax,
+            steps=out.steps,
+            converged=out.converged,
+        )
         for task, out in zip(tasks, outcomes)
     ]

@@ -16,7 +16,7 @@ import pytest
 
 from mlipserve.server.app import RunningServer, start_server
 from mlipserve.server.config import Settings
-from mlipserve.server.registry import Registry
+from mlipserve.server.serving.registry import Registry
 
 
 class ServerThread:
@@ -46,6 +46,15 @@ class ServerThread:
 
 
 @pytest.fixture(scope="session")
+def emt():
+    """ASE's EMT served in-process (the same adapter the server runs), as a ForceProvider."""
+    from mlipserve.server.models.builtin import emt_model
+    from mlipserve.server.serving.local import LocalProvider
+
+    return LocalProvider(emt_model())
+
+
+@pytest.fixture(scope="session")
 def server():
     """One shared server with every built-in model."""
     srv = ServerThread(Settings(port=0, models=["emt", "lj", "morse", "lj-ensemble", "lj:float32"]))
@@ -71,9 +80,20 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = tempfile.NamedTemporaryFile("w+b", prefix="mlipserve-", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "serve", "--port", str(port), "--rest-port", "0",
-             *args],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "mlipserve.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--rest-port",
+                "0",
+                *args,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         ServerProcess.started.append(self.proc)
         self.wait_ready()

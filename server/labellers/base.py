@@ -97,8 +97,11 @@ def labelled_atoms(atoms: Atoms, results: Mapping[str, Any]) -> Atoms:
     """A copy of `atoms` (no calculator) carrying `results` in a SinglePointCalculator."""
     out = atoms.copy()
     out.calc = None
-    kept = {k: np.asarray(v, dtype=float) if k != "energy" else float(v)
-            for k, v in results.items() if k in LABEL_KEYS and v is not None}
+    kept = {
+        k: np.asarray(v, dtype=float) if k != "energy" else float(v)
+        for k, v in results.items()
+        if k in LABEL_KEYS and v is not None
+    }
     out.calc = SinglePointCalculator(out, **kept)
     return out
 
@@ -192,6 +195,9 @@ class CalculatorLabeller:
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         """Label each structure; calculator exceptions become failed Labels."""
         check_structures(structures)
-        provenance = {"labeller": self.name, "version": self.version,
-                      "settings": json_safe(self.settings)}
+        provenance = {
+            "labeller": self.name,
+            "version": self.version,
+            "settings": json_safe(self.settings),
+        }
         return [run_one(atoms, self._compute, provenance) for atoms in structures]

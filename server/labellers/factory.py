@@ -33,16 +33,19 @@ def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} for labeller 'ase:{path}': "
-                         f"{exc}") from exc
+        raise ValueError(
+            f"cannot import module {module_name!r} for labeller 'ase:{path}': {exc}"
+        ) from exc
     from ase.calculators.calculator import BaseCalculator
 
     cls = getattr(module, class_name, None)
     if cls is None or not callable(cls):
         raise ValueError(f"module {module_name!r} has no calculator class {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, BaseCalculator)):
-        raise ValueError(f"'ase:{path}' is not an ASE calculator class (a subclass of "  # noqa: TRY004
-                         f"ase.calculators.calculator.BaseCalculator)")
+        raise ValueError(
+            f"'ase:{path}' is not an ASE calculator class (a subclass of "  # noqa: TRY004
+            f"ase.calculators.calculator.BaseCalculator)"
+        )
     version = package_version(module_name.split(".")[0])
     try:
         calc = cls(**settings)  # fail now, at configuration time, on bad keyword arguments
@@ -73,7 +76,7 @@ def make_labeller(name: str, **settings: Any) -> Labeller:
 
         return _construct(PyscfLabeller, name, settings)
     if name.startswith("ase:"):
-        return ase_calculator_labeller(name[len("ase:"):], **settings)
+        return ase_calculator_labeller(name[len("ase:") :], **settings)
     raise ValueError(f"unknown labeller {name!r}; choose one of {', '.join(NAMES)}")
 
 

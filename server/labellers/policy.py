@@ -30,7 +30,8 @@ ASE_NAME = re.compile(r"^ase:[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 OPERATOR_ONLY = re.compile(
     r"command|directory|dir$|_dir|path|file|url|uri|host|socket|restart|label|txt|log|"
     r"pseudo|profile|exe|binary|script|prefix|env|output|input|module|import|plugin",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 class PolicyError(ValueError):
@@ -88,8 +89,9 @@ class SettingRule(BaseModel):
     def _number(self, where: str, value: Any, kind: type) -> int | float:
         ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
         if not ok or isinstance(value, bool) or not math.isfinite(value):
-            raise PolicyError(f"{where} must be {'an integer' if kind is int else 'a number'}, "
-                              f"got {value!r}")
+            raise PolicyError(
+                f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+            )
         if not self.min <= value <= self.max:
             raise PolicyError(f"{where} must be in [{self.min:g}, {self.max:g}], got {value!r}")
         return kind(value)
@@ -108,8 +110,10 @@ class LabellerEntry(BaseModel):
     def _operator_keys(self) -> LabellerEntry:
         for key in self.user:
             if OPERATOR_ONLY.search(key):
-                raise ValueError(f"setting {key!r} looks like a path, command or URL: only the "
-                                 f"operator sets it (put it in 'fixed')")
+                raise ValueError(
+                    f"setting {key!r} looks like a path, command or URL: only the "
+                    f"operator sets it (put it in 'fixed')"
+                )
             if key in self.fixed:
                 raise ValueError(f"setting {key!r} is both fixed and user-settable")
         return self
@@ -119,13 +123,17 @@ class LabellerEntry(BaseModel):
         out = dict(self.fixed)
         for key, value in given.items():
             if key in self.fixed:
-                raise PolicyError(f"params.settings.{key} is set by the server's operator and "
-                                  f"cannot be chosen by a job")
+                raise PolicyError(
+                    f"params.settings.{key} is set by the server's operator and "
+                    f"cannot be chosen by a job"
+                )
             rule = self.user.get(key)
             if rule is None:
                 allowed = ", ".join(sorted(self.user)) or "none"
-                raise PolicyError(f"params.settings.{key} is not a setting jobs may choose for "
-                                  f"this labeller (allowed: {allowed})")
+                raise PolicyError(
+                    f"params.settings.{key} is not a setting jobs may choose for "
+                    f"this labeller (allowed: {allowed})"
+                )
             if value is not None:
                 out[key] = rule.check(key, value)
         return out
@@ -135,30 +143,70 @@ def _num(kind: str, lo: float, hi: float) -> SettingRule:
     return SettingRule(type=kind, min=lo, max=hi)
 
 
-XC = ["HF", "LDA", "PBE", "PBE0", "BLYP", "BP86", "B3LYP", "TPSS", "TPSSH", "SCAN", "R2SCAN",
-      "M06", "M06-2X", "wB97X"]
-BASES = ["sto-3g", "3-21g", "6-31g", "6-31g*", "6-31g**", "6-311g**", "def2-SVP", "def2-SVPD",
-         "def2-TZVP", "def2-TZVPP", "def2-QZVP", "cc-pVDZ", "cc-pVTZ", "aug-cc-pVDZ",
-         "aug-cc-pVTZ"]  # names only: pyscf reads a basis *file* when given a path
+XC = [
+    "HF",
+    "LDA",
+    "PBE",
+    "PBE0",
+    "BLYP",
+    "BP86",
+    "B3LYP",
+    "TPSS",
+    "TPSSH",
+    "SCAN",
+    "R2SCAN",
+    "M06",
+    "M06-2X",
+    "wB97X",
+]
+BASES = [
+    "sto-3g",
+    "3-21g",
+    "6-31g",
+    "6-31g*",
+    "6-31g**",
+    "6-311g**",
+    "def2-SVP",
+    "def2-SVPD",
+    "def2-TZVP",
+    "def2-TZVPP",
+    "def2-QZVP",
+    "cc-pVDZ",
+    "cc-pVTZ",
+    "aug-cc-pVDZ",
+    "aug-cc-pVTZ",
+]  # names only: pyscf reads a basis *file* when given a path
 
 
 def builtin_entries() -> dict[str, LabellerEntry]:
     """The default policy: emt, xtb and pyscf with every setting bounded."""
     return {
         "emt": LabellerEntry(user={"asap_cutoff": SettingRule(type="bool")}, max_atoms=20_000),
-        "xtb": LabellerEntry(max_atoms=2_000, user={
-            "method": SettingRule(type="str", choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"]),
-            "charge": _num("int", -20, 20), "multiplicity": _num("int", 1, 21),
-            "accuracy": _num("float", 1e-4, 100.0),
-            "electronic_temperature": _num("float", 0.0, 20_000.0),
-            "max_iterations": _num("int", 1, 1_000),
-            "electric_field": _num("vector3", -10.0, 10.0)}),
-        "pyscf": LabellerEntry(max_atoms=100, user={
-            "xc": SettingRule(type="str", choices=XC),
-            "basis": SettingRule(type="str", choices=BASES),
-            "charge": _num("int", -20, 20), "spin": _num("int", 0, 20),
-            "conv_tol": _num("float", 1e-12, 1e-3), "max_cycle": _num("int", 1, 500),
-            "grid_level": _num("int", 0, 9), "density_fit": SettingRule(type="bool")}),
+        "xtb": LabellerEntry(
+            max_atoms=2_000,
+            user={
+                "method": SettingRule(type="str", choices=["GFN2-xTB", "GFN1-xTB", "IPEA1-xTB"]),
+                "charge": _num("int", -20, 20),
+                "multiplicity": _num("int", 1, 21),
+                "accuracy": _num("float", 1e-4, 100.0),
+                "electronic_temperature": _num("float", 0.0, 20_000.0),
+                "max_iterations": _num("int", 1, 1_000),
+                "electric_field": _num("vector3", -10.0, 10.0),
+            },
+        ),
+        "pyscf": LabellerEntry(
+            max_atoms=100,
+            user={
+                "xc": SettingRule(type="str", choices=XC),
+                "basis": SettingRule(type="str", choices=BASES),
+                "charge": _num("int", -20, 20),
+                "spin": _num("int", 0, 20),
+                "conv_tol": _num("float", 1e-12, 1e-3),
+                "max_cycle": _num("int", 1, 500),
+                "grid_level": _num("int", 0, 9),
+                "density_fit": SettingRule(type="bool"),
+            },
+        ),
     }
 
 
@@ -174,8 +222,9 @@ class LabellerPolicy(BaseModel):
     def _names(self) -> LabellerPolicy:
         for name in self.labellers:
             if name not in BUILTIN and not ASE_NAME.match(name):
-                raise ValueError(f"labeller {name!r} is neither one of {BUILTIN} nor "
-                                 f"'ase:package.module.Class'")
+                raise ValueError(
+                    f"labeller {name!r} is neither one of {BUILTIN} nor 'ase:package.module.Class'"
+                )
         return self
 
     def entry(self, name: Any) -> LabellerEntry:
@@ -183,9 +232,11 @@ class LabellerPolicy(BaseModel):
         entry = self.labellers.get(name) if isinstance(name, str) else None
         if entry is None:
             enabled = ", ".join(sorted(self.labellers)) or "none"
-            raise NotEnabled(f"params.labeller {name!r} is not enabled on this server "
-                              f"(enabled: {enabled}); the server's operator enables labellers "
-                              f"with `mlipserve labellers enable`")
+            raise NotEnabled(
+                f"params.labeller {name!r} is not enabled on this server "
+                f"(enabled: {enabled}); the server's operator enables labellers "
+                f"with `mlipserve labellers enable`"
+            )
         return entry
 
     def resolve(self, name: Any, settings: Any) -> tuple[LabellerEntry, dict[str, Any]]:
@@ -211,7 +262,7 @@ def policy_path(store_dir: str | Path) -> Path:
 
 
 def load_policy(store_dir: str | Path | None) -> LabellerPolicy:
-    """The policy in `store_dir` (the defaults when there is no file); PolicyError when unreadable."""
+    """The policy in `store_dir` (defaults when there is no file); PolicyError when unreadable."""
     if store_dir is None:
         return LabellerPolicy()
     path = policy_path(store_dir)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.units import Bohr, Hartree
+
 from mlipserve.server.labellers.base import (
     Label,
     LabelFailure,
@@ -60,8 +61,9 @@ class PyscfLabeller:
         if int(spin) < 0:
             raise ValueError(f"spin is the number of unpaired electrons 2S >= 0, got {spin}")
         if conv_tol <= 0 or int(max_cycle) < 1:
-            raise ValueError(f"conv_tol must be > 0 and max_cycle >= 1, got {conv_tol}, "
-                             f"{max_cycle}")
+            raise ValueError(
+                f"conv_tol must be > 0 and max_cycle >= 1, got {conv_tol}, {max_cycle}"
+            )
         if not 0 <= int(grid_level) <= 9:
             raise ValueError(f"grid_level must be in 0..9, got {grid_level}")
         self.xc = str(xc)
@@ -77,11 +79,18 @@ class PyscfLabeller:
     @property
     def settings(self) -> dict[str, Any]:
         """The SCF settings recorded in every label's provenance."""
-        return json_safe({
-            "xc": self.xc, "basis": self.basis, "charge": self.charge, "spin": self.spin,
-            "conv_tol": self.conv_tol, "max_cycle": self.max_cycle,
-            "grid_level": self.grid_level, "density_fit": self.density_fit,
-        })
+        return json_safe(
+            {
+                "xc": self.xc,
+                "basis": self.basis,
+                "charge": self.charge,
+                "spin": self.spin,
+                "conv_tol": self.conv_tol,
+                "max_cycle": self.max_cycle,
+                "grid_level": self.grid_level,
+                "density_fit": self.density_fit,
+            }
+        )
 
     def mean_field(self, atoms: Atoms):
         """The (not yet run) PySCF SCF object for a molecule; exposed for tests and debugging."""
@@ -89,7 +98,11 @@ class PyscfLabeller:
 
         mol = gto.M(
             atom=[(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)],
-            unit="Angstrom", basis=self.basis, charge=self.charge, spin=self.spin, verbose=0,
+            unit="Angstrom",
+            basis=self.basis,
+            charge=self.charge,
+            spin=self.spin,
+            verbose=0,
         )
         if self.xc.upper() == "HF":
             mf = scf.UHF(mol) if self.spin else scf.RHF(mol)
@@ -104,24 +117,33 @@ class PyscfLabeller:
     def _compute(self, atoms: Atoms) -> dict:
         mf = self.mean_field(atoms)
         energy = mf.kernel()
-        scf_info = {"converged": bool(mf.converged), "cycles": getattr(mf, "cycles", None),
-                    "energy_hartree": float(energy)}
+        scf_info = {
+            "converged": bool(mf.converged),
+            "cycles": getattr(mf, "cycles", None),
+            "energy_hartree": float(energy),
+        }
         if not mf.converged:
-            raise SCFNotConverged(f"SCF not converged after {self.max_cycle} cycles "
-                                  f"(conv_tol={self.conv_tol:g} Ha)",
-                                  {"scf": scf_info})
+            raise SCFNotConverged(
+                f"SCF not converged after {self.max_cycle} cycles (conv_tol={self.conv_tol:g} Ha)",
+                {"scf": scf_info},
+            )
         gradient = np.asarray(mf.nuc_grad_method().kernel())
-        return {"energy": float(energy) * Hartree, "forces": -gradient * Hartree / Bohr,
-                "_provenance": {"scf": scf_info}}
+        return {
+            "energy": float(energy) * Hartree,
+            "forces": -gradient * Hartree / Bohr,
+            "_provenance": {"scf": scf_info},
+        }
 
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         """Label each molecule; unconverged SCF and PySCF errors become failed Labels."""
         check_structures(structures)
         periodic = [i for i, a in enumerate(structures) if a.pbc.any()]
         if periodic:
-            raise ValueError(f"the pyscf labeller handles molecules only (pbc all False); "
-                             f"structures {periodic} are periodic: use 'xtb' or "
-                             f"'ase:<module>.<Class>' with a plane-wave code for cells")
+            raise ValueError(
+                f"the pyscf labeller handles molecules only (pbc all False); "
+                f"structures {periodic} are periodic: use 'xtb' or "
+                f"'ase:<module>.<Class>' with a plane-wave code for cells"
+            )
         provenance = {"labeller": self.name, "version": self.version, "settings": self.settings}
         return [run_one(atoms, self._compute, provenance) for atoms in structures]
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.units import Bohr, Hartree, kB
+
 from mlipserve.server.labellers.base import (
     Label,
     check_structures,
@@ -56,8 +57,9 @@ class XtbLabeller:
         if int(multiplicity) < 1:
             raise ValueError(f"multiplicity must be >= 1 (2S+1), got {multiplicity}")
         if accuracy <= 0 or electronic_temperature < 0 or int(max_iterations) < 1:
-            raise ValueError("accuracy must be > 0, electronic_temperature >= 0, "
-                             "max_iterations >= 1")
+            raise ValueError(
+                "accuracy must be > 0, electronic_temperature >= 0, max_iterations >= 1"
+            )
         field = None
         if electric_field is not None:
             field = np.asarray(electric_field, dtype=float)
@@ -75,18 +77,31 @@ class XtbLabeller:
     @property
     def settings(self) -> dict[str, Any]:
         """The settings recorded in every label's provenance."""
-        return json_safe({
-            "method": self.method, "charge": self.charge, "multiplicity": self.multiplicity,
-            "accuracy": self.accuracy, "electronic_temperature_K": self.electronic_temperature,
-            "max_iterations": self.max_iterations, "electric_field_V_per_A": self.electric_field,
-        })
+        return json_safe(
+            {
+                "method": self.method,
+                "charge": self.charge,
+                "multiplicity": self.multiplicity,
+                "accuracy": self.accuracy,
+                "electronic_temperature_K": self.electronic_temperature,
+                "max_iterations": self.max_iterations,
+                "electric_field_V_per_A": self.electric_field,
+            }
+        )
 
     def _compute(self, atoms: Atoms) -> dict:
         from tblite.interface import Calculator
         from tblite.library import ffi
 
-        calc = Calculator(self.method, atoms.numbers, atoms.positions / Bohr, self.charge,
-                          self.multiplicity - 1, np.asarray(atoms.cell) / Bohr, atoms.pbc)
+        calc = Calculator(
+            self.method,
+            atoms.numbers,
+            atoms.positions / Bohr,
+            self.charge,
+            self.multiplicity - 1,
+            np.asarray(atoms.cell) / Bohr,
+            atoms.pbc,
+        )
         calc.set("verbosity", 0)
         calc.set("accuracy", self.accuracy)
         calc.set("temperature", self.electronic_temperature * kB / Hartree)
@@ -112,7 +127,9 @@ class XtbLabeller:
         if self.electric_field is not None:
             periodic = [i for i, a in enumerate(structures) if a.pbc.any()]
             if periodic:
-                raise ValueError(f"an electric field is only defined here for molecules; "
-                                 f"structures {periodic} are periodic")
+                raise ValueError(
+                    f"an electric field is only defined here for molecules; "
+                    f"structures {periodic} are periodic"
+                )
         provenance = {"labeller": self.name, "version": self.version, "settings": self.settings}
         return [run_one(atoms, self._compute, provenance) for atoms in structures]

@@ -1,5 +1,5 @@
 """Served model families: pair potentials, ensembles, the ASE adapter."""
 
-from mlipserve.server.models.base import Evaluator, ModelInfo
+from mlipserve.server.models.base import ModelInfo, Potential
 
-__all__ = ["Evaluator", "ModelInfo"]
+__all__ = ["Potential", "ModelInfo"]

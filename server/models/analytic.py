@@ -11,8 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlipserve.server.models.autograd import TorchPotential, sum_per_system
-from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.models.torch_potential import (
+    TorchPotential,
+    builtin_potential,
+    sum_per_system,
+)
 
 # A tiny cutoff: the neighbour list stays empty for any sensible geometry.
 _NO_NEIGHBOURS = 0.1
@@ -44,8 +47,13 @@ class DoubleWell(nn.Module):
 
     needs_neighbors = False
 
-    def __init__(self, height: float = 0.1, a: float = 1.0, k_perp: float = 1.0,
-                 center: tuple[float, float, float] = (0.0, 0.0, 0.0)):
+    def __init__(
+        self,
+        height: float = 0.1,
+        a: float = 1.0,
+        k_perp: float = 1.0,
+        center: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ):
         super().__init__()
         for name, value in (("height", height), ("a", a), ("k_perp", k_perp)):
             self.register_buffer(name, torch.tensor(float(value), dtype=torch.float64))
@@ -60,17 +68,19 @@ class DoubleWell(nn.Module):
         return {"energy": sum_per_system(energies, graph), "energies": energies}
 
 
-def harmonic(name: str = "harmonic", dtype: str = "float64", device: str = "auto",
-             **params) -> TorchPotential:
+def harmonic(
+    name: str = "harmonic", dtype: str = "float64", device: str = "auto", **params
+) -> TorchPotential:
     """A served harmonic trap (k = 1 eV/Å² about the origin unless given)."""
-    info = ModelInfo(name=name, version="builtin-1", kind="harmonic-trap",
-                     cutoff=_NO_NEIGHBOURS, dtype=dtype, device=device)
-    return TorchPotential(HarmonicTrap(**params), info)
+    return builtin_potential(
+        HarmonicTrap(**params), name, "harmonic-trap", _NO_NEIGHBOURS, dtype, device
+    )
 
 
-def double_well(name: str = "double-well", dtype: str = "float64", device: str = "auto",
-                **params) -> TorchPotential:
+def double_well(
+    name: str = "double-well", dtype: str = "float64", device: str = "auto", **params
+) -> TorchPotential:
     """A served 1D double well along x (h = 0.1 eV, a = 1 Å unless given)."""
-    info = ModelInfo(name=name, version="builtin-1", kind="double-well",
-                     cutoff=_NO_NEIGHBOURS, dtype=dtype, device=device)
-    return TorchPotential(DoubleWell(**params), info)
+    return builtin_potential(
+        DoubleWell(**params), name, "double-well", _NO_NEIGHBOURS, dtype, device
+    )

@@ -9,15 +9,14 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from mlipserve.server.batch import SystemBatch
 from mlipserve.server.models.base import ModelInfo
-
+from mlipserve.server.models.batch import SystemBatch
 
 MAX_SLOTS = 64  # calculators kept between batches (one per position in a batch)
 
 
 class ASECalculatorModel:
-    """Evaluator that runs an ASE calculator system by system (no ensemble).
+    """Potential that runs an ASE calculator system by system (no ensemble).
 
     The calculator at position s of a batch is kept for position s of the next batch: when
     that system has the same atoms, cell and pbc (the next MD step of the same client), only
@@ -40,9 +39,12 @@ class ASECalculatorModel:
             return self._slots[slot][0], list(all_changes)
         calculator, last = self._slots[slot]
         self._slots[slot] = (calculator, atoms)
-        same = (len(last) == len(atoms) and np.array_equal(last.numbers, atoms.numbers)
-                and np.array_equal(last.cell.array, atoms.cell.array)
-                and np.array_equal(last.pbc, atoms.pbc))
+        same = (
+            len(last) == len(atoms)
+            and np.array_equal(last.numbers, atoms.numbers)
+            and np.array_equal(last.cell.array, atoms.cell.array)
+            and np.array_equal(last.pbc, atoms.pbc)
+        )
         return calculator, (["positions"] if same else list(all_changes))
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
@@ -75,8 +77,12 @@ class ASECalculatorModel:
             if key in collected:
                 out[key] = np.concatenate(collected[key])
         if "stress" in collected:
-            out["stress"] = np.stack([full_3x3_to_voigt_6_stress(s) if s.shape == (3, 3) else s
-                                      for s in collected["stress"]])
+            out["stress"] = np.stack(
+                [
+                    full_3x3_to_voigt_6_stress(s) if s.shape == (3, 3) else s
+                    for s in collected["stress"]
+                ]
+            )
         return out
 
 

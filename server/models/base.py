@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mlipserve.server.batch import SystemBatch
+from mlipserve.server.models.batch import SystemBatch
 
 ALL_PROPERTIES = ("energy", "forces", "stress", "energies", "uncertainty")
 
@@ -32,8 +32,24 @@ class ModelInfo:
     min_distance: float = 0.0  # shortest interatomic distance in the training data (0: unknown)
     extra: dict = field(default_factory=dict, compare=False)
 
+    def describe(self, is_default: bool) -> dict:
+        """What ListModels and REST report of this version (the wire codec's ModelInfo keys)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "elements": sorted(self.elements),
+            "cutoff": self.cutoff,
+            "ensemble_size": self.ensemble_size,
+            "conditions": list(self.conditions),
+            "properties": list(self.properties),
+            "dtype": self.dtype,
+            "device": self.device,
+            "is_default": is_default,
+        }
 
-class Evaluator(Protocol):
+
+class Potential(Protocol):
     """A loaded model: computes properties of a batch; knows nothing of requests."""
 
     info: ModelInfo

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mlipserve.server.models.analytic import double_well, harmonic
 from mlipserve.server.models.ase_adapter import emt_model
-from mlipserve.server.models.autograd import TorchPotential
-from mlipserve.server.models.base import Evaluator, ModelInfo
+from mlipserve.server.models.base import ModelInfo, Potential
 from mlipserve.server.models.ensemble import Ensemble
 from mlipserve.server.models.pair import LennardJones, Morse
+from mlipserve.server.models.torch_potential import TorchPotential, builtin_potential
 
 # Argon-like Lennard-Jones and a copper-like Morse (Girifalco & Weizer parameters).
 LJ_ARGON = {"sigma": 3.405, "epsilon": 0.0103, "rc": 8.5, "smooth": True}
@@ -22,39 +22,45 @@ def lennard_jones(
 ) -> TorchPotential:
     """A served Lennard-Jones potential (argon-like unless parameters are given)."""
     module = LennardJones(**(params or LJ_ARGON))
-    info = ModelInfo(name=name, version="builtin-1", kind="lennard-jones", cutoff=module.cutoff,
-                     dtype=dtype, device=device)
-    return TorchPotential(module, info)
+    return builtin_potential(module, name, "lennard-jones", module.cutoff, dtype, device)
 
 
-def morse(name: str = "morse", dtype: str = "float64", device: str = "auto", **params) -> TorchPotential:
+def morse(
+    name: str = "morse", dtype: str = "float64", device: str = "auto", **params
+) -> TorchPotential:
     """A served Morse potential (copper-like unless parameters are given)."""
     module = Morse(**(params or MORSE_CU))
-    info = ModelInfo(name=name, version="builtin-1", kind="morse", cutoff=module.cutoff,
-                     dtype=dtype, device=device)
-    return TorchPotential(module, info)
+    return builtin_potential(module, name, "morse", module.cutoff, dtype, device)
 
 
 def lj_ensemble(
-    name: str = "lj-ensemble", k: int = 4, spread: float = 0.02, dtype: str = "float64",
+    name: str = "lj-ensemble",
+    k: int = 4,
+    spread: float = 0.02,
+    dtype: str = "float64",
     device: str = "auto",
 ) -> TorchPotential:
     """K argon-like LJ members with σ and ε spread by ±`spread`: an ensemble with uncertainty."""
     members = []
     for m in range(k):
         scale = 1.0 + spread * (2.0 * m / (k - 1) - 1.0)
-        params = {**LJ_ARGON, "sigma": LJ_ARGON["sigma"] * scale,
-                  "epsilon": LJ_ARGON["epsilon"] / scale}
+        params = {
+            **LJ_ARGON,
+            "sigma": LJ_ARGON["sigma"] * scale,
+            "epsilon": LJ_ARGON["epsilon"] / scale,
+        }
         members.append(LennardJones(**params))
-    info = ModelInfo(name=name, version="builtin-1", kind="ensemble:lennard-jones",
-                     cutoff=LJ_ARGON["rc"], ensemble_size=k, dtype=dtype, device=device)
-    return TorchPotential(Ensemble(members), info)
+    return builtin_potential(
+        Ensemble(members), name, "ensemble:lennard-jones", LJ_ARGON["rc"], dtype, device, k
+    )
 
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
-def shipped_default(name: str = "default", dtype: str | None = None, device: str = "auto") -> Evaluator:
+def shipped_default(
+    name: str = "default", dtype: str | None = None, device: str = "auto"
+) -> Potential:
     """The trained default ensemble shipped in the package (EMT-labelled fcc metals)."""
     from mlipserve.server.store import ModelStore
 
@@ -65,14 +71,14 @@ def shipped_default(name: str = "default", dtype: str | None = None, device: str
     return evaluator
 
 
-def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Evaluator:
+def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Potential:
     """Pretrained universal SevenNet-0 (optional extra `universal`; sevenn imported only here)."""
     from mlipserve.server.models.universal import sevennet0
 
     return sevennet0(name=name, dtype=dtype, device=device)
 
 
-BUILTIN: dict[str, Callable[..., Evaluator]] = {
+BUILTIN: dict[str, Callable[..., Potential]] = {
     "default": shipped_default,
     "emt": emt_model,
     "lj": lennard_jones,
@@ -82,12 +88,15 @@ BUILTIN: dict[str, Callable[..., Evaluator]] = {
     "double-well": double_well,
     "sevennet-0": sevennet_0,
 }
-DEFAULT_MODELS = ("default", "emt", "lj", "lj-ensemble") if (SHIPPED / "default").exists() \
+DEFAULT_MODELS = (
+    ("default", "emt", "lj", "lj-ensemble")
+    if (SHIPPED / "default").exists()
     else ("emt", "lj", "lj-ensemble")
+)
 
 
-def load_builtin(spec: str, device: str = "auto") -> Evaluator:
-    """Build a shipped model from `name` or `name:dtype` ("lj:float32" is served as "lj-float32")."""
+def load_builtin(spec: str, device: str = "auto") -> Potential:
+    """Build a shipped model from `name` or `name:dtype` ("lj:float32" is served as lj-float32)."""
     name, _, dtype = spec.partition(":")
     if name not in BUILTIN:
         raise ValueError(f"unknown built-in model {name!r}; known: {sorted(BUILTIN)}")

@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from mlipserve.server.models.autograd import TorchPotential
+from torch import nn
+
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.models.ensemble import Ensemble
+from mlipserve.server.models.torch_potential import TorchPotential
 from mlipserve.server.models.torchscript import probe
-from torch import nn
 
 PICKLE_REASON = "it is a mace-torch .model file, a Python pickle whose loading runs code"
 NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -38,6 +39,7 @@ def mace_imports() -> Iterator[None]:
     before = os.environ.get(NO_WEIGHTS_ONLY)
     try:
         import mace.modules  # noqa: F401
+
         yield
     finally:
         if before is None:
@@ -71,24 +73,36 @@ class MaceEnergy(nn.Module):
         index = self.element_index[graph["numbers"]]
         node_attrs = nn.functional.one_hot(index, len(self.elements)).to(positions.dtype)
         sender = graph["edge_index"][0]
-        shifts = torch.einsum("ek,ekl->el", graph["edge_shift"],
-                              cell[graph["system_index"][sender]])
+        shifts = torch.einsum(
+            "ek,ekl->el", graph["edge_shift"], cell[graph["system_index"][sender]]
+        )
         counts = torch.bincount(graph["system_index"], minlength=graph["n_systems"])
         ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-        data = {"positions": positions, "node_attrs": node_attrs,
-                "edge_index": graph["edge_index"], "shifts": shifts,
-                "unit_shifts": graph["edge_shift"], "cell": cell.reshape(-1, 3),
-                "batch": graph["system_index"], "ptr": ptr,
-                "head": torch.full((graph["n_systems"],), self.head, dtype=torch.long,
-                                   device=positions.device)}
-        out = self.model(data, training=False, compute_force=False, compute_virials=False,
-                         compute_stress=False)
-        return {"energy": out["energy"].to(positions.dtype),
-                "energies": out["node_energy"].to(positions.dtype)}
+        data = {
+            "positions": positions,
+            "node_attrs": node_attrs,
+            "edge_index": graph["edge_index"],
+            "shifts": shifts,
+            "unit_shifts": graph["edge_shift"],
+            "cell": cell.reshape(-1, 3),
+            "batch": graph["system_index"],
+            "ptr": ptr,
+            "head": torch.full(
+                (graph["n_systems"],), self.head, dtype=torch.long, device=positions.device
+            ),
+        }
+        out = self.model(
+            data, training=False, compute_force=False, compute_virials=False, compute_stress=False
+        )
+        return {
+            "energy": out["energy"].to(positions.dtype),
+            "energies": out["node_energy"].to(positions.dtype),
+        }
 
 
-def load_mace(paths: Sequence[str | Path], meta: dict, *, dtype: str | None = None,
-              device: str = "auto") -> TorchPotential:
+def load_mace(
+    paths: Sequence[str | Path], meta: dict, *, dtype: str | None = None, device: str = "auto"
+) -> TorchPotential:
     """A servable evaluator of one or several (committee) trusted MACE `.model` files.
 
     Raises:
@@ -103,12 +117,17 @@ def load_mace(paths: Sequence[str | Path], meta: dict, *, dtype: str | None = No
         raise ValueError("the committee members differ in cutoff or elements")
     model_dtype = str(next(members[0].model.parameters()).dtype).removeprefix("torch.")
     info = ModelInfo(
-        name=meta.get("name", "mace"), version=meta.get("version", "0"), kind="mace",
-        cutoff=members[0].cutoff, elements=members[0].elements,
+        name=meta.get("name", "mace"),
+        version=meta.get("version", "0"),
+        kind="mace",
+        cutoff=members[0].cutoff,
+        elements=members[0].elements,
         ensemble_size=0 if len(members) == 1 else len(members),
-        dtype=dtype or meta.get("dtype") or model_dtype, device=device,
+        dtype=dtype or meta.get("dtype") or model_dtype,
+        device=device,
         min_distance=float(meta.get("min_distance", 0.0)),
-        extra={"metrics": meta.get("metrics", {})})
+        extra={"metrics": meta.get("metrics", {})},
+    )
     evaluator = TorchPotential(members[0] if len(members) == 1 else Ensemble(members), info)
     probe(evaluator, min(info.elements), info.cutoff)
     return evaluator

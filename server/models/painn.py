@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from mlipserve.server.models.autograd import edge_vectors, sum_per_system
+from mlipserve.server.models.torch_potential import edge_vectors, sum_per_system
 
 log = logging.getLogger(__name__)
 # 2: the envelope multiplies the filter output; 1: it multiplied the basis (legacy files)
@@ -45,8 +45,10 @@ class PaiNNConfig:
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"PaiNN architecture {self.architecture!r} is unknown to this "
-                             f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve")
+            raise ValueError(
+                f"PaiNN architecture {self.architecture!r} is unknown to this "
+                f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve"
+            )
 
     def to_dict(self) -> dict:
         """Plain dict for JSON metadata."""
@@ -55,8 +57,12 @@ class PaiNNConfig:
 
 def envelope(d: torch.Tensor, p: int = 6) -> torch.Tensor:
     """Polynomial cutoff u(d), d = r/rc: 1 at 0, and u, u', u'' all 0 at d = 1."""
-    u = (1 - (p + 1) * (p + 2) / 2 * d**p + p * (p + 2) * d ** (p + 1)
-         - p * (p + 1) / 2 * d ** (p + 2))
+    u = (
+        1
+        - (p + 1) * (p + 2) / 2 * d**p
+        + p * (p + 2) * d ** (p + 1)
+        - p * (p + 1) / 2 * d ** (p + 2)
+    )
     return torch.where(d < 1, u, torch.zeros_like(d))
 
 
@@ -72,8 +78,9 @@ class EnsembleLinear(nn.Module):
         """Per-member x @ W_k (+ b_k)."""
         return self.parts(x, 1)[0]
 
-    def parts(self, x: torch.Tensor, n: int,
-              bias_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def parts(
+        self, x: torch.Tensor, n: int, bias_scale: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The output split in n equal column blocks, each its own contiguous product.
 
         `bias_scale` (x's shape with a last axis of 1) multiplies the bias: with x already
@@ -132,8 +139,10 @@ class Interaction(nn.Module):
         """
         f = self.features
         phi = self.phi(s) * self.norm  # (K, A, 3F): per-atom, cheap
-        ds, dvv, dvs = (phi[..., c * f:(c + 1) * f].index_select(1, j) * w
-                        for c, w in enumerate(self.filter.parts(rbf, 3, cut)))  # (K, E, F)
+        ds, dvv, dvs = (
+            phi[..., c * f : (c + 1) * f].index_select(1, j) * w
+            for c, w in enumerate(self.filter.parts(rbf, 3, cut))
+        )  # (K, E, F)
         msg_v = dvs.unsqueeze(2) * unit.unsqueeze(-1)  # (K, E, 3, F)
         if v is not None:
             msg_v = msg_v + v.index_select(1, j) * dvv.unsqueeze(2)
@@ -170,26 +179,32 @@ class PaiNN(nn.Module):
         self.register_load_state_dict_pre_hook(PaiNN._check_architecture)
 
     @staticmethod
-    def _check_architecture(module: "PaiNN", state_dict: dict, prefix: str, *args) -> None:
+    def _check_architecture(module: PaiNN, state_dict: dict, prefix: str, *args) -> None:
         """Weights without an architecture entry are architecture 1: load them with that
         meaning (and say so); weights of another architecture than the config are refused."""
         key = prefix + "architecture"
         if key not in state_dict:
             if module.cfg.architecture != 1:
-                log.warning("PaiNN weights without an architecture entry: written before "
-                            "architecture 2, loaded as architecture 1 (cutoff envelope before "
-                            "the filter bias: the energy jumps by up to ~meV when a neighbour "
-                            "crosses the cutoff); retrain or warm-start for a smooth model")
+                log.warning(
+                    "PaiNN weights without an architecture entry: written before "
+                    "architecture 2, loaded as architecture 1 (cutoff envelope before "
+                    "the filter bias: the energy jumps by up to ~meV when a neighbour "
+                    "crosses the cutoff); retrain or warm-start for a smooth model"
+                )
                 module._set_architecture(1)
             state_dict[key] = torch.tensor(1)
             return
         stored = int(state_dict[key])
         if stored not in ARCHITECTURES:
-            raise ValueError(f"PaiNN weights of architecture {stored} are unknown to this "
-                             f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve")
+            raise ValueError(
+                f"PaiNN weights of architecture {stored} are unknown to this "
+                f"mlipserve (knows {ARCHITECTURES}); upgrade mlipserve"
+            )
         if stored != module.cfg.architecture:
-            raise ValueError(f"PaiNN weights are architecture {stored} but the config says "
-                             f"{module.cfg.architecture}: metadata and weights do not match")
+            raise ValueError(
+                f"PaiNN weights are architecture {stored} but the config says "
+                f"{module.cfg.architecture}: metadata and weights do not match"
+            )
 
     def _set_architecture(self, architecture: int) -> None:
         self.cfg = replace(self.cfg, architecture=architecture)

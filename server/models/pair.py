@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlipserve.server.models.autograd import edge_vectors, sum_per_system
+from mlipserve.server.models.torch_potential import edge_vectors, sum_per_system
 
 
 class PairPotential(nn.Module):

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlipserve.server.batch import SystemBatch
-from mlipserve.server.models.autograd import TorchPotential
-from mlipserve.server.models.base import ModelInfo
 from torch import nn
+
+from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.models.batch import SystemBatch
+from mlipserve.server.models.torch_potential import TorchPotential
 
 
 def check_torchscript_archive(data: bytes) -> None:
@@ -57,8 +58,10 @@ def check_torchscript_archive(data: bytes) -> None:
     has_code = any("/code/" in n for n in names)
     has_constants = any(n.endswith("/constants.pkl") for n in names)
     if not (has_code and has_constants):
-        raise ValueError("a torch.save archive (pickled Python objects) is refused: it has no "
-                         f"TorchScript code/ and constants.pkl; {export}")
+        raise ValueError(
+            "a torch.save archive (pickled Python objects) is refused: it has no "
+            f"TorchScript code/ and constants.pkl; {export}"
+        )
 
 
 class ScriptedGraphModel(nn.Module):
@@ -71,8 +74,9 @@ class ScriptedGraphModel(nn.Module):
     def forward(self, graph: dict) -> dict[str, torch.Tensor]:
         """Flatten the graph (n_systems as a 0-d tensor, conditions as `conditions.<name>`)."""
         flat = {k: v for k, v in graph.items() if isinstance(v, torch.Tensor)}
-        flat["n_systems"] = torch.tensor(graph["n_systems"], dtype=torch.long,
-                                         device=graph["positions"].device)
+        flat["n_systems"] = torch.tensor(
+            graph["n_systems"], dtype=torch.long, device=graph["positions"].device
+        )
         for name, value in graph.get("conditions", {}).items():
             flat[f"conditions.{name}"] = value
         return self.scripted(flat)
@@ -85,17 +89,23 @@ def probe(evaluator: TorchPotential, element: int, cutoff: float) -> None:
         ValueError: when the module breaks the output contract.
     """
     r = 0.6 * cutoff
-    batch = SystemBatch(positions=np.array([[0.0, 0.0, 0.0], [r, 0.1, 0.0]]),
-                        numbers=np.array([element, element]), cell=np.zeros((1, 3, 3)),
-                        pbc=np.zeros((1, 3), bool), n_atoms=np.array([2]),
-                        system_index=np.zeros(2, np.int64))
+    batch = SystemBatch(
+        positions=np.array([[0.0, 0.0, 0.0], [r, 0.1, 0.0]]),
+        numbers=np.array([element, element]),
+        cell=np.zeros((1, 3, 3)),
+        pbc=np.zeros((1, 3), bool),
+        n_atoms=np.array([2]),
+        system_index=np.zeros(2, np.int64),
+    )
     try:
         out = evaluator.compute(batch, frozenset({"energy", "forces"}))
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
         raise ValueError(f"the model fails on a probe dimer of Z={element}: {err}") from None
     if out["energy"].shape != (1,) or out["forces"].shape != (2, 3):
-        raise ValueError(f"energy of shape {out['energy'].shape} for one system: the module "
-                         "must return energy (S,) or (K, S)")
+        raise ValueError(
+            f"energy of shape {out['energy'].shape} for one system: the module "
+            "must return energy (S,) or (K, S)"
+        )
     if not (np.isfinite(out["energy"]).all() and np.isfinite(out["forces"]).all()):
         raise ValueError("the model gives non-finite energy or forces on a probe dimer")
 
@@ -103,11 +113,17 @@ def probe(evaluator: TorchPotential, element: int, cutoff: float) -> None:
 def member_count(module: nn.Module, graph_dtype: torch.dtype, element: int) -> tuple[int, bool]:
     """(K, has_energies): K = 0 for a single model, else the leading ensemble axis."""
     positions = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=graph_dtype)
-    graph = {"positions": positions, "numbers": torch.tensor([element, element]),
-             "cell": torch.zeros(1, 3, 3, dtype=graph_dtype), "pbc": torch.zeros(1, 3, dtype=torch.bool),
-             "system_index": torch.zeros(2, dtype=torch.long), "n_systems": 1,
-             "edge_index": torch.zeros(2, 0, dtype=torch.long),
-             "edge_shift": torch.zeros(0, 3, dtype=graph_dtype), "conditions": {}}
+    graph = {
+        "positions": positions,
+        "numbers": torch.tensor([element, element]),
+        "cell": torch.zeros(1, 3, 3, dtype=graph_dtype),
+        "pbc": torch.zeros(1, 3, dtype=torch.bool),
+        "system_index": torch.zeros(2, dtype=torch.long),
+        "n_systems": 1,
+        "edge_index": torch.zeros(2, 0, dtype=torch.long),
+        "edge_shift": torch.zeros(0, 3, dtype=graph_dtype),
+        "conditions": {},
+    }
     try:
         out = module(graph)
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as err:
@@ -116,13 +132,15 @@ def member_count(module: nn.Module, graph_dtype: torch.dtype, element: int) -> t
         raise ValueError(f"the model returns {sorted(out)}, not 'energy'")
     energy = out["energy"]
     if energy.dim() not in (1, 2) or energy.shape[-1] != 1:
-        raise ValueError(f"energy of shape {tuple(energy.shape)} for one system: expected (S,) "
-                         "or (K, S)")
+        raise ValueError(
+            f"energy of shape {tuple(energy.shape)} for one system: expected (S,) or (K, S)"
+        )
     return (energy.shape[0] if energy.dim() == 2 else 0), "energies" in out
 
 
-def load_torchscript(path: str | Path, meta: dict, *, dtype: str | None = None,
-                     device: str = "auto") -> TorchPotential:
+def load_torchscript(
+    path: str | Path, meta: dict, *, dtype: str | None = None, device: str = "auto"
+) -> TorchPotential:
     """A servable evaluator of a stored TorchScript file; metadata from metadata.json.
 
     Raises:
@@ -138,13 +156,22 @@ def load_torchscript(path: str | Path, meta: dict, *, dtype: str | None = None,
     k, has_energies = member_count(module.to(getattr(torch, dtype)), getattr(torch, dtype), element)
     declared = int(meta.get("ensemble_size", 0))
     if k != declared:
-        raise ValueError(f"the module returns {k or 'no'} ensemble members but the metadata "
-                         f"declares ensemble_size={declared}")
-    info = ModelInfo(name=meta.get("name", "torchscript"), version=meta.get("version", "0"),
-                     kind="torchscript", cutoff=float(meta["cutoff"]),
-                     elements=frozenset(elements), ensemble_size=k, dtype=dtype, device=device,
-                     min_distance=float(meta.get("min_distance", 0.0)),
-                     extra={"metrics": meta.get("metrics", {})})
+        raise ValueError(
+            f"the module returns {k or 'no'} ensemble members but the metadata "
+            f"declares ensemble_size={declared}"
+        )
+    info = ModelInfo(
+        name=meta.get("name", "torchscript"),
+        version=meta.get("version", "0"),
+        kind="torchscript",
+        cutoff=float(meta["cutoff"]),
+        elements=frozenset(elements),
+        ensemble_size=k,
+        dtype=dtype,
+        device=device,
+        min_distance=float(meta.get("min_distance", 0.0)),
+        extra={"metrics": meta.get("metrics", {})},
+    )
     evaluator = TorchPotential(module, info)
     if not has_energies:
         props = tuple(p for p in evaluator.info.properties if p != "energies")

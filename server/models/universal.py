@@ -30,8 +30,9 @@ import os
 from importlib.metadata import version
 
 import torch
-from mlipserve.server.models.autograd import TorchPotential, edge_vectors, pick_device
+
 from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.models.torch_potential import TorchPotential, edge_vectors, pick_device
 
 CHECKPOINT = "SevenNet_0__11Jul2024"
 
@@ -42,15 +43,19 @@ def checkpoint_path() -> str:
         import sevenn._const as const
     except ImportError as err:
         raise ImportError(
-            "sevennet-0 needs the optional extra: pip install 'mlipserve[universal]'") from err
+            "sevennet-0 needs the optional extra: pip install 'mlipserve[universal]'"
+        ) from err
     except ValueError as err:  # sevenn refuses e3nn < 0.5 with a ValueError at import
-        raise ImportError(f"sevenn cannot be imported ({err}); mace-torch pins e3nn 0.4.4, "
-                          "so sevenn and mace-torch need separate environments") from err
+        raise ImportError(
+            f"sevenn cannot be imported ({err}); mace-torch pins e3nn 0.4.4, "
+            "so sevenn and mace-torch need separate environments"
+        ) from err
     path = const.SEVENNET_0_11Jul2024
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path} is missing from the sevenn installation; reinstall sevenn "
-            "(mlipserve never downloads weights)")
+            "(mlipserve never downloads weights)"
+        )
     return path
 
 
@@ -76,9 +81,18 @@ class SevenNetEnergy(torch.nn.Module):
         super().__init__()
         from sevenn import _keys
 
-        self.keys = {name: getattr(_keys, name) for name in (
-            "ATOMIC_NUMBERS", "NODE_FEATURE", "EDGE_IDX", "EDGE_VEC", "BATCH", "NUM_ATOMS",
-            "ATOMIC_ENERGY")}
+        self.keys = {
+            name: getattr(_keys, name)
+            for name in (
+                "ATOMIC_NUMBERS",
+                "NODE_FEATURE",
+                "EDGE_IDX",
+                "EDGE_VEC",
+                "BATCH",
+                "NUM_ATOMS",
+                "ATOMIC_ENERGY",
+            )
+        }
         network.delete_module_by_key("force_output")  # forces and stress: shared autograd
         network.key_grad = None  # edge vectors arrive with their autograd history
         network.set_is_batch_data(True)
@@ -107,7 +121,8 @@ class SevenNetEnergy(torch.nn.Module):
         out = self.network(data)
         energies = out[key["ATOMIC_ENERGY"]].reshape(-1)
         energy = energies.new_zeros(graph["n_systems"]).index_add(
-            0, graph["system_index"], energies)
+            0, graph["system_index"], energies
+        )
         return {"energy": energy, "energies": energies}
 
 
@@ -137,12 +152,21 @@ def _network(dtype: str, device: str) -> tuple[SevenNetEnergy, float, frozenset[
     return module, float(config[_keys.CUTOFF]), frozenset(int(z) for z in config[_keys.TYPE_MAP])
 
 
-def sevennet0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> TorchPotential:
+def sevennet0(
+    name: str = "sevennet-0", dtype: str = "float32", device: str = "auto"
+) -> TorchPotential:
     """SevenNet-0 (11 Jul 2024; PBE MPtrj, cutoff 5 Å) as a served, batched model."""
     if dtype not in ("float32", "float64"):
         raise ValueError(f"sevennet-0 dtype must be float32 or float64, not {dtype!r}")
     where = str(pick_device(None if device == "auto" else device))
     module, cutoff, elements = _network(dtype, where)
-    info = ModelInfo(name=name, version=f"{CHECKPOINT}-sevenn{version('sevenn')}",
-                     kind="sevennet", cutoff=cutoff, elements=elements, dtype=dtype, device=where)
+    info = ModelInfo(
+        name=name,
+        version=f"{CHECKPOINT}-sevenn{version('sevenn')}",
+        kind="sevennet",
+        cutoff=cutoff,
+        elements=elements,
+        dtype=dtype,
+        device=where,
+    )
     return TorchPotential(module, info)

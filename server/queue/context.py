@@ -43,8 +43,13 @@ class JobContext:
         from mlipserve.server.queue.params import ParamError, check_job
 
         try:
-            return check_job(self.record.kind, self.record.params, self.caller,
-                             load_policy(self.store_dir), ShareBook(self.store_dir))
+            return check_job(
+                self.record.kind,
+                self.record.params,
+                self.caller,
+                load_policy(self.store_dir),
+                ShareBook(self.store_dir),
+            )
         except (ParamError, PolicyError, DatasetError) as err:
             raise JobError(f"refused: {err}") from None
 
@@ -69,8 +74,9 @@ class JobContext:
         )
 
         try:
-            target = authorize(ref, self.caller.tenant, self.caller.role,
-                               ShareBook(self.store_dir), param)
+            target = authorize(
+                ref, self.caller.tenant, self.caller.role, ShareBook(self.store_dir), param
+            )
             return dataset_location(self.data_dir, target, self.env.get("dataset_db", ""))
         except DatasetError as err:
             raise JobError(f"refused: {err}") from None

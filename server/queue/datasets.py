@@ -54,10 +54,12 @@ class DatasetRef:
 def check_name(name: object, param: str = "params.dataset") -> str:
     """`name` when it is a dataset slug, else DatasetError naming `param`."""
     if not isinstance(name, str) or not NAME.match(name) or ".." in name:
-        raise DatasetError(f"{param} {name!r} is not a dataset name: use 1-64 characters "
-                           f"a-z 0-9 _ . - starting with a letter or digit, no '..' (a name, "
-                           f"never a path or URL; another tenant's shared dataset is "
-                           f"'tenant:name')")
+        raise DatasetError(
+            f"{param} {name!r} is not a dataset name: use 1-64 characters "
+            f"a-z 0-9 _ . - starting with a letter or digit, no '..' (a name, "
+            f"never a path or URL; another tenant's shared dataset is "
+            f"'tenant:name')"
+        )
     return name
 
 
@@ -145,19 +147,28 @@ class ShareBook:
         for owner, names in sorted(self._read().items()):
             for name, tenants in sorted(names.items()):
                 if tenant is None or tenant == owner or tenant in tenants:
-                    out.append({"dataset": f"{owner}:{name}", "owner": owner, "name": name,
-                                "shared_with": tenants})
+                    out.append(
+                        {
+                            "dataset": f"{owner}:{name}",
+                            "owner": owner,
+                            "name": name,
+                            "shared_with": tenants,
+                        }
+                    )
         return out
 
 
-def authorize(ref: object, tenant: str, role: str, shares: ShareBook,
-              param: str = "params.dataset") -> DatasetRef:
+def authorize(
+    ref: object, tenant: str, role: str, shares: ShareBook, param: str = "params.dataset"
+) -> DatasetRef:
     """The dataset `ref` names, if the caller (`tenant`, `role`) may read and label into it."""
     target = parse_ref(ref, tenant, param)
     if target.owner == tenant or role == "admin" or tenant in shares.tenants(target):
         return target
-    raise DatasetForbidden(f"{param}: dataset {target.name!r} of tenant {target.owner!r} is "
-                           f"not shared with tenant {tenant!r} (an admin shares datasets)")
+    raise DatasetForbidden(
+        f"{param}: dataset {target.name!r} of tenant {target.owner!r} is "
+        f"not shared with tenant {tenant!r} (an admin shares datasets)"
+    )
 
 
 def dataset_location(data_dir: str | Path, ref: DatasetRef, db_template: str = "") -> str:

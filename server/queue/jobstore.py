@@ -17,6 +17,7 @@ from typing import Any
 
 from huey import RedisHuey, SqliteHuey
 from huey.constants import EmptyData
+
 from mlipserve.server.queue.payload import pack, unpack
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -63,7 +64,7 @@ def open_storage(url: str, name: str = "mlipserve"):
     if url.startswith("redis://") or url.startswith("rediss://"):
         return RedisHuey(name, url=url, results=True).storage
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(name, filename=str(path), results=True).storage
     raise ValueError(f"queue URL must be sqlite:///PATH or redis://HOST:PORT/DB, got {url!r}")
@@ -77,13 +78,28 @@ class JobStore:
         self.storage = open_storage(url, name)
 
     # -- records -------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict, owner: str = "default", *, role: str = "user",
-               max_attempts: int = 3, time_limit_s: float = 600.0) -> JobRecord:
+    def submit(
+        self,
+        kind: str,
+        params: dict,
+        owner: str = "default",
+        *,
+        role: str = "user",
+        max_attempts: int = 3,
+        time_limit_s: float = 600.0,
+    ) -> JobRecord:
         """Record a new job and put it on the queue (the worker checks its params again)."""
         if max_attempts < 1 or time_limit_s <= 0:
             raise ValueError("max_attempts must be ≥ 1 and time_limit_s > 0")
-        record = JobRecord(id=uuid.uuid4().hex[:16], kind=kind, owner=owner, params=params,
-                           role=role, max_attempts=max_attempts, time_limit_s=time_limit_s)
+        record = JobRecord(
+            id=uuid.uuid4().hex[:16],
+            kind=kind,
+            owner=owner,
+            params=params,
+            role=role,
+            max_attempts=max_attempts,
+            time_limit_s=time_limit_s,
+        )
         self.put(record)
         self.enqueue(record.id, record.attempts)
         return record
@@ -114,8 +130,9 @@ class JobStore:
         record.logs.append(f"{time.strftime('%H:%M:%S')} {line}")
         self.put(record)
 
-    def list(self, owner: str | None = None, state: str | None = None,
-             kind: str | None = None) -> list[JobRecord]:
+    def list(
+        self, owner: str | None = None, state: str | None = None, kind: str | None = None
+    ) -> list[JobRecord]:
         """All jobs, newest first, optionally filtered."""
         out = []
         for key, value in self.storage.result_items().items():
@@ -123,8 +140,11 @@ class JobStore:
             if not key.startswith("job:"):
                 continue
             rec = JobRecord(**unpack(value))
-            if (owner is None or rec.owner == owner) and (state is None or rec.state == state) \
-                    and (kind is None or rec.kind == kind):
+            if (
+                (owner is None or rec.owner == owner)
+                and (state is None or rec.state == state)
+                and (kind is None or rec.kind == kind)
+            ):
                 out.append(rec)
         return sorted(out, key=lambda r: r.created, reverse=True)
 

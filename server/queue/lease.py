@@ -37,8 +37,9 @@ class LeasePolicy:
 class Lease:
     """One attempt's hold on a job, renewed by a background thread while the job runs."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, worker: str,
-                 policy: LeasePolicy) -> None:
+    def __init__(
+        self, store: JobStore, job_id: str, attempt: int, worker: str, policy: LeasePolicy
+    ) -> None:
         self.store, self.job_id, self.attempt, self.worker = store, job_id, attempt, worker
         self.policy = policy
         self._stop = threading.Event()
@@ -46,14 +47,18 @@ class Lease:
 
     def renew(self) -> None:
         """Push the expiry `ttl_s` into the future."""
-        self.store.kv_put(f"lease:{self.job_id}", {
-            "worker": self.worker, "attempt": self.attempt,
-            "expires": time.time() + self.policy.ttl_s})
+        self.store.kv_put(
+            f"lease:{self.job_id}",
+            {
+                "worker": self.worker,
+                "attempt": self.attempt,
+                "expires": time.time() + self.policy.ttl_s,
+            },
+        )
 
     def __enter__(self) -> Lease:
         self.renew()
-        self._thread = threading.Thread(target=self._beat, daemon=True,
-                                        name=f"lease-{self.job_id}")
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{self.job_id}")
         self._thread.start()
         return self
 
@@ -88,8 +93,11 @@ def reap(store: JobStore, policy: LeasePolicy, now: float | None = None) -> list
     waiting = None
     for record in store.list():
         if record.state == "running":
-            if record.started is not None and now - record.started < policy.ttl_s \
-                    and store.kv_get(f"lease:{record.id}") is None:
+            if (
+                record.started is not None
+                and now - record.started < policy.ttl_s
+                and store.kv_get(f"lease:{record.id}") is None
+            ):
                 continue  # just claimed: the lease is being written
             if not lease_expired(store, record.id, record.attempts, now):
                 continue

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
 from mlipserve.server.labellers.policy import LabellerPolicy, PolicyError
 from mlipserve.server.queue.datasets import DatasetError, ShareBook, authorize
 from mlipserve.server.queue.payload import atoms_from_dict
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 ADMIN_KINDS = frozenset({"retrain", "evaluate", "promote"})
 MODEL_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -93,8 +94,12 @@ class PromoteParams(EvaluateParams):
     tolerance: float = Field(0.05, ge=0, le=10.0)
 
 
-SCHEMAS: dict[str, type[_Params]] = {"label": LabelParams, "retrain": RetrainParams,
-                                     "evaluate": EvaluateParams, "promote": PromoteParams}
+SCHEMAS: dict[str, type[_Params]] = {
+    "label": LabelParams,
+    "retrain": RetrainParams,
+    "evaluate": EvaluateParams,
+    "promote": PromoteParams,
+}
 
 
 def _parse(kind: str, params: Any) -> _Params:
@@ -111,8 +116,10 @@ def _parse(kind: str, params: Any) -> _Params:
 def check_structures(structures: list[dict], max_structures: int, max_atoms: int) -> None:
     """Shapes, finiteness, element numbers and sizes of a label job's structures."""
     if len(structures) > max_structures:
-        raise ParamError(f"params.structures: {len(structures)} structures, this server takes "
-                         f"at most {max_structures} per label job")
+        raise ParamError(
+            f"params.structures: {len(structures)} structures, this server takes "
+            f"at most {max_structures} per label job"
+        )
     for i, s in enumerate(structures):
         where = f"params.structures[{i}]"
         if not isinstance(s, dict):
@@ -122,20 +129,28 @@ def check_structures(structures: list[dict], max_structures: int, max_atoms: int
         except ValueError as err:
             raise ParamError(f"{where}: {err}") from None
         if not 1 <= len(atoms) <= max_atoms:
-            raise ParamError(f"{where}: {len(atoms)} atoms; this labeller takes 1 to "
-                             f"{max_atoms} per structure")
+            raise ParamError(
+                f"{where}: {len(atoms)} atoms; this labeller takes 1 to {max_atoms} per structure"
+            )
         if not np.all((atoms.numbers >= 1) & (atoms.numbers <= 118)):
             raise ParamError(f"{where}: atomic numbers must be in 1..118")
         info = s.get("info") or {}
-        if not isinstance(info, dict) or len(info) > MAX_INFO_KEYS or any(
+        if (
+            not isinstance(info, dict)
+            or len(info) > MAX_INFO_KEYS
+            or any(
                 len(str(k)) > MAX_INFO_CHARS or len(str(v)) > MAX_INFO_CHARS
-                for k, v in info.items()):
-            raise ParamError(f"{where}.info: at most {MAX_INFO_KEYS} entries of "
-                             f"{MAX_INFO_CHARS} characters")
+                for k, v in info.items()
+            )
+        ):
+            raise ParamError(
+                f"{where}.info: at most {MAX_INFO_KEYS} entries of {MAX_INFO_CHARS} characters"
+            )
 
 
-def check_job(kind: str, params: Any, caller: Caller, policy: LabellerPolicy,
-              shares: ShareBook) -> dict:
+def check_job(
+    kind: str, params: Any, caller: Caller, policy: LabellerPolicy, shares: ShareBook
+) -> dict:
     """The checked parameters of a `kind` job run for `caller` (ParamError otherwise)."""
     if kind not in SCHEMAS:
         raise ParamError(f"unknown job kind {kind!r}; known: {sorted(SCHEMAS)}")

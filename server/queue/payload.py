@@ -16,8 +16,12 @@ _RESULT_KEYS = ("energy", "forces", "stress", "free_energy")
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         arr = np.ascontiguousarray(obj)
-        return {_ARRAY: True, "dtype": arr.dtype.str, "shape": list(arr.shape),
-                "data": arr.tobytes()}
+        return {
+            _ARRAY: True,
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+            "data": arr.tobytes(),
+        }
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Atoms):
@@ -47,8 +51,10 @@ def unpack(data: bytes) -> Any:
 def atoms_to_dict(atoms: Atoms) -> dict:
     """numbers, positions, cell, pbc, info and any attached energy/forces/stress."""
     out: dict[str, Any] = {
-        "numbers": atoms.numbers.astype(np.int64), "positions": atoms.positions.astype(np.float64),
-        "cell": np.asarray(atoms.cell, dtype=np.float64), "pbc": atoms.pbc.astype(bool),
+        "numbers": atoms.numbers.astype(np.int64),
+        "positions": atoms.positions.astype(np.float64),
+        "cell": np.asarray(atoms.cell, dtype=np.float64),
+        "pbc": atoms.pbc.astype(bool),
         "info": {k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool))},
     }
     results = getattr(atoms.calc, "results", None) or {}
@@ -69,8 +75,10 @@ def atoms_from_dict(data: dict) -> Atoms:
         raise ValueError("structure has non-finite positions or cell")
     atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
     atoms.info.update(data.get("info") or {})
-    results = {k: (float(v) if np.ndim(v) == 0 else np.asarray(v))
-               for k, v in (data.get("results") or {}).items()}
+    results = {
+        k: (float(v) if np.ndim(v) == 0 else np.asarray(v))
+        for k, v in (data.get("results") or {}).items()
+    }
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms

@@ -48,8 +48,7 @@ def label(ctx: JobContext, params: dict) -> dict:
         total = data.count()
     if failed and len(failed) == len(structures):
         raise JobError(f"every label failed; first: {failed[0]['error']}")
-    return {"stored": stored, "already_present": skipped, "failed": failed,
-            "dataset_size": total}
+    return {"stored": stored, "already_present": skipped, "failed": failed, "dataset_size": total}
 
 
 def retrain(ctx: JobContext, params: dict) -> dict:
@@ -80,19 +79,50 @@ def retrain(ctx: JobContext, params: dict) -> dict:
         structures = data.rows(version)
     if len(structures) < 3:
         raise JobError(f"dataset has {len(structures)} structures; training needs at least 3")
-    ctx.log(f"training {name} from {base} on {len(structures)} structures (data version "
-            f"{version})")
-    cfg = TrainConfig(**{k: params[k] for k in ("epochs", "seed", "max_minutes", "lr",
-                                                "batch_size", "energy_weight", "forces_weight",
-                                                "stress_weight", "patience") if k in params})
+    ctx.log(f"training {name} from {base} on {len(structures)} structures (data version {version})")
+    cfg = TrainConfig(
+        **{
+            k: params[k]
+            for k in (
+                "epochs",
+                "seed",
+                "max_minutes",
+                "lr",
+                "batch_size",
+                "energy_weight",
+                "forces_weight",
+                "stress_weight",
+                "patience",
+            )
+            if k in params
+        }
+    )
     started = time.time()
     candidate, metrics = train_version(
-        structures, store, name, cfg, warm_start=base, make_default=False, progress=False,
-        metadata={"status": "candidate", "dataset": params["dataset"], "data_version": version,
-                  "job_id": ctx.job_id, "owner": ctx.record.owner})
-    return {"model": name, "candidate": candidate, "parent": base, "data_version": version,
-            "n_structures": len(structures), "metrics": metrics,
-            "train_seconds": time.time() - started}
+        structures,
+        store,
+        name,
+        cfg,
+        warm_start=base,
+        make_default=False,
+        progress=False,
+        metadata={
+            "status": "candidate",
+            "dataset": params["dataset"],
+            "data_version": version,
+            "job_id": ctx.job_id,
+            "owner": ctx.record.owner,
+        },
+    )
+    return {
+        "model": name,
+        "candidate": candidate,
+        "parent": base,
+        "data_version": version,
+        "n_structures": len(structures),
+        "metrics": metrics,
+        "train_seconds": time.time() - started,
+    }
 
 
 def evaluate(ctx: JobContext, params: dict) -> dict:
@@ -116,8 +146,7 @@ def evaluate(ctx: JobContext, params: dict) -> dict:
         modules = {v: store.load_module(name, v)[0] for v in (candidate, current)}
     except StoreError as err:
         raise JobError(str(err)) from err
-    out = {"model": name, "candidate": candidate, "current": current,
-           "n_structures": len(held_out)}
+    out = {"model": name, "candidate": candidate, "current": current, "n_structures": len(held_out)}
     for role, version in (("candidate_metrics", candidate), ("current_metrics", current)):
         out[role] = evaluate_split(modules[version], held_out)
         ctx.progress(0.5 if role == "candidate_metrics" else 1.0)
@@ -147,16 +176,27 @@ def promote(ctx: JobContext, params: dict) -> dict:
     new = report["candidate_metrics"]["force_mae_mev_per_A"]
     old = report["current_metrics"]["force_mae_mev_per_A"]
     promoted = new <= old * (1.0 + tolerance)
-    record = {"model": name, "candidate": candidate, "previous": report["current"],
-              "promoted": promoted, "candidate_force_mae": new, "current_force_mae": old,
-              "tolerance": tolerance, "rule": "candidate F-MAE ≤ current F-MAE × (1 + tolerance)",
-              "by": ctx.record.owner, "job_id": ctx.job_id, "at": time.time(),
-              "data_version": store.metadata(name, candidate).get("data_version")}
+    record = {
+        "model": name,
+        "candidate": candidate,
+        "previous": report["current"],
+        "promoted": promoted,
+        "candidate_force_mae": new,
+        "current_force_mae": old,
+        "tolerance": tolerance,
+        "rule": "candidate F-MAE ≤ current F-MAE × (1 + tolerance)",
+        "by": ctx.record.owner,
+        "job_id": ctx.job_id,
+        "at": time.time(),
+        "data_version": store.metadata(name, candidate).get("data_version"),
+    }
     if promoted:
         store.set_default(name, candidate)
     store.record_promotion(name, record)
-    ctx.log(("promoted" if promoted else "kept current: candidate worse") +
-            f" ({new:.1f} vs {old:.1f} meV/Å)")
+    ctx.log(
+        ("promoted" if promoted else "kept current: candidate worse")
+        + f" ({new:.1f} vs {old:.1f} meV/Å)"
+    )
     return record
 
 
@@ -170,12 +210,20 @@ def _existing_candidate(store, name: str, job_id: str) -> dict | None:
     for version in store.versions(name):
         meta = store.metadata(name, version)
         if meta.get("job_id") == job_id:
-            return {"model": name, "candidate": version, "parent": meta.get("parent_version"),
-                    "data_version": meta.get("data_version"), "metrics": meta.get("metrics"),
-                    "resumed": True}
+            return {
+                "model": name,
+                "candidate": version,
+                "parent": meta.get("parent_version"),
+                "data_version": meta.get("data_version"),
+                "metrics": meta.get("metrics"),
+                "resumed": True,
+            }
     return None
 
 
 JOBS: dict[str, Callable[[JobContext, dict], dict]] = {
-    "label": label, "retrain": retrain, "evaluate": evaluate, "promote": promote,
+    "label": label,
+    "retrain": retrain,
+    "evaluate": evaluate,
+    "promote": promote,
 }

@@ -41,16 +41,23 @@ class WorkerConfig:
     poll_s: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.dataset_db and not (self.dataset_db.startswith(("postgresql://", "postgres://"))
-                                    and "{tenant}" in self.dataset_db
-                                    and "{name}" in self.dataset_db):
-            raise ValueError("dataset_db must be a postgresql:// URL template holding {tenant} "
-                             "and {name}, e.g. postgresql://db-host/ds_{tenant}_{name}")
+        if self.dataset_db and not (
+            self.dataset_db.startswith(("postgresql://", "postgres://"))
+            and "{tenant}" in self.dataset_db
+            and "{name}" in self.dataset_db
+        ):
+            raise ValueError(
+                "dataset_db must be a postgresql:// URL template holding {tenant} "
+                "and {name}, e.g. postgresql://db-host/ds_{tenant}_{name}"
+            )
 
     def job_env(self) -> dict:
         """What a job's context is told about the installation."""
-        return {"data_dir": self.data_dir, "dataset_db": self.dataset_db,
-                "store_dir": self.store_dir or os.path.join(self.data_dir, "models")}
+        return {
+            "data_dir": self.data_dir,
+            "dataset_db": self.dataset_db,
+            "store_dir": self.store_dir or os.path.join(self.data_dir, "models"),
+        }
 
 
 class Worker:
@@ -105,16 +112,20 @@ class Worker:
 
     def _run_child(self, job_id: str, time_limit_s: float) -> str:
         ctx = job_process_context()
-        proc = ctx.Process(target=child_main, args=(self.config.queue_url, job_id,
-                                                    self.config.job_env(), os.getpid()),
-                           name=f"job-{job_id}", daemon=True)
+        proc = ctx.Process(
+            target=child_main,
+            args=(self.config.queue_url, job_id, self.config.job_env(), os.getpid()),
+            name=f"job-{job_id}",
+            daemon=True,
+        )
         proc.start()
         deadline = time.monotonic() + time_limit_s
         while True:
             proc.join(0.2)
             if proc.exitcode is not None:
-                return {0: "ok", EXIT_PERMANENT: "permanent"}.get(proc.exitcode,
-                                                                  f"exit {proc.exitcode}")
+                return {0: "ok", EXIT_PERMANENT: "permanent"}.get(
+                    proc.exitcode, f"exit {proc.exitcode}"
+                )
             if time.monotonic() > deadline:
                 _kill(proc)
                 return f"time limit of {time_limit_s:g} s exceeded"
@@ -135,9 +146,14 @@ class Worker:
             retry(self.store, job_id, reason)
 
 
-_PRELOAD = ["mlipserve.server.queue.tasks", "mlipserve.server.queue.context",
-            "mlipserve.server.queue.params", "mlipserve.server.dataset",
-            "mlipserve.server.labellers", "mlipserve.server.labellers.policy"]
+_PRELOAD = [
+    "mlipserve.server.queue.tasks",
+    "mlipserve.server.queue.context",
+    "mlipserve.server.queue.params",
+    "mlipserve.server.dataset",
+    "mlipserve.server.labellers",
+    "mlipserve.server.labellers.policy",
+]
 
 
 def job_process_context():
@@ -199,8 +215,9 @@ def child_main(queue_url: str, job_id: str, env: dict, worker_pid: int | None = 
         store.update(job_id, error=f"{type(err).__name__}: {err}")
         store.log(job_id, f"error: {type(err).__name__}: {err}")
         os._exit(1)
-    store.update(job_id, state="done", result=result, progress=1.0, finished=time.time(),
-                 error=None)
+    store.update(
+        job_id, state="done", result=result, progress=1.0, finished=time.time(), error=None
+    )
     store.log(job_id, "done")
     os._exit(0)
 

@@ -9,16 +9,16 @@ import msgpack
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from mlipserve.server.batch import InvalidInput
-from mlipserve.server.batcher import BatchFailed
-from mlipserve.server.metrics import record_request
-from mlipserve.server.registry import UnknownModel
 from mlipserve.server.auth import Principal
 from mlipserve.server.rest.models import SLUG, path_names, shorten
 from mlipserve.server.rest.security import principal
+from mlipserve.server.serving.batcher import BatchFailed
+from mlipserve.server.serving.checks import InvalidInput
+from mlipserve.server.serving.dispatch import make_request
+from mlipserve.server.serving.metrics import record_request
+from mlipserve.server.serving.registry import UnknownModel
+from mlipserve.server.serving.tenancy import Throttled
 from mlipserve.server.store import NAME
-from mlipserve.server.tenancy import Throttled
-from mlipserve.server.runner import make_request
 from mlipserve.wire import ALLOWED_DTYPES, SystemArrays
 
 router = APIRouter(prefix="/v1/models", tags=["evaluate"], dependencies=[Depends(path_names)])
@@ -35,18 +35,26 @@ def to_array(value, field: str, kinds: str, dtype: str) -> np.ndarray:
         if kind is None or shape is None or data is None:
             raise InvalidInput(f"{field}: an array needs dtype, shape and data")
         if not isinstance(kind, str) or kind not in ALLOWED_DTYPES:
-            raise InvalidInput(f"{field}.dtype: unsupported dtype {shorten(str(kind))!r}; use one "
-                               f"of {sorted(ALLOWED_DTYPES)}")
-        if (not isinstance(shape, list) or len(shape) > MAX_RANK
-                or not all(type(d) is int and d >= 0 for d in shape)):
-            raise InvalidInput(f"{field}.shape: a list of at most {MAX_RANK} non-negative "
-                               "integers is expected")
+            raise InvalidInput(
+                f"{field}.dtype: unsupported dtype {shorten(str(kind))!r}; use one "
+                f"of {sorted(ALLOWED_DTYPES)}"
+            )
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_RANK
+            or not all(type(d) is int and d >= 0 for d in shape)
+        ):
+            raise InvalidInput(
+                f"{field}.shape: a list of at most {MAX_RANK} non-negative integers is expected"
+            )
         if not isinstance(data, bytes):
             raise InvalidInput(f"{field}.data: raw bytes are expected")
         expected = math.prod(shape) * np.dtype(kind).itemsize
         if len(data) != expected:
-            raise InvalidInput(f"{field}.data: {len(data)} bytes do not hold shape {tuple(shape)}"
-                               f" of {kind} ({expected} bytes)")
+            raise InvalidInput(
+                f"{field}.data: {len(data)} bytes do not hold shape {tuple(shape)}"
+                f" of {kind} ({expected} bytes)"
+            )
         arr = np.frombuffer(data, dtype=kind).reshape(shape)
     else:
         try:
@@ -78,8 +86,11 @@ def parse_system(raw, where: str) -> SystemArrays:
     if cell.shape != (3, 3):
         raise InvalidInput(f"{where}.cell: shape {cell.shape} where (3, 3) is expected")
     pbc = raw.get("pbc", [False] * 3)
-    if not isinstance(pbc, list) or len(pbc) != 3 or not all(v in (0, 1) and type(v) in (bool, int)
-                                                              for v in pbc):
+    if (
+        not isinstance(pbc, list)
+        or len(pbc) != 3
+        or not all(v in (0, 1) and type(v) in (bool, int) for v in pbc)
+    ):
         raise InvalidInput(f"{where}.pbc: 3 booleans are expected")
     return SystemArrays(positions, numbers, cell, np.asarray(pbc, dtype=bool))
 
@@ -98,14 +109,21 @@ def parse_body(payload, limits) -> tuple[str, list[SystemArrays], frozenset[str]
     if not isinstance(raw, list):
         raise InvalidInput("systems: a list of systems is expected")
     if len(raw) > limits.max_systems_per_request:
-        raise InvalidInput(f"systems: {len(raw)} systems exceed the limit of "
-                           f"{limits.max_systems_per_request} per request")
+        raise InvalidInput(
+            f"systems: {len(raw)} systems exceed the limit of "
+            f"{limits.max_systems_per_request} per request"
+        )
     properties = payload.get("properties")
     properties = [] if properties is None else properties
-    if (not isinstance(properties, list) or len(properties) > MAX_PROPERTIES
-            or not all(isinstance(p, str) and len(p) <= 64 for p in properties)):
-        raise InvalidInput(f"properties: a list of at most {MAX_PROPERTIES} property names is "
-                           "expected (energy, forces, stress, energies, uncertainty)")
+    if (
+        not isinstance(properties, list)
+        or len(properties) > MAX_PROPERTIES
+        or not all(isinstance(p, str) and len(p) <= 64 for p in properties)
+    ):
+        raise InvalidInput(
+            f"properties: a list of at most {MAX_PROPERTIES} property names is "
+            "expected (energy, forces, stress, energies, uncertainty)"
+        )
     priority = payload.get("priority", 0)
     if type(priority) is not int or priority not in (0, 1):
         raise InvalidInput("priority: 0 (interactive) or 1 (bulk) is expected")
@@ -119,8 +137,11 @@ def encode(value, binary: bool):
         return value
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value, dtype="<f8")
-        return ({"dtype": "<f8", "shape": list(arr.shape), "data": arr.tobytes()} if binary
-                else arr.tolist())
+        return (
+            {"dtype": "<f8", "shape": list(arr.shape), "data": arr.tobytes()}
+            if binary
+            else arr.tolist()
+        )
     return float(value)
 
 
@@ -144,15 +165,18 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
         record_request(name, "REST", "INVALID_ARGUMENT")
         raise HTTPException(422, str(err)) from None
     try:
-        request.app.state.tenants.admit(caller.tenant, job.n_atoms,
-                                        loaded.batcher.queued_weight(caller.tenant))
+        request.app.state.tenants.admit(
+            caller.tenant, job.n_atoms, loaded.batcher.queued_weight(caller.tenant)
+        )
     except Throttled as err:
         record_request(name, "REST", "RESOURCE_EXHAUSTED")
-        raise HTTPException(429, str(err), headers={
-            "Retry-After": str(max(1, round(err.retry_after_s)))}) from None
+        raise HTTPException(
+            429, str(err), headers={"Retry-After": str(max(1, round(err.retry_after_s)))}
+        ) from None
     try:
-        results, stats = await loaded.batcher.submit(job, job.n_atoms, len(job.systems),
-                                                     caller.tenant, priority)
+        results, stats = await loaded.batcher.submit(
+            job, job.n_atoms, len(job.systems), caller.tenant, priority
+        )
     except BatchFailed as err:
         record_request(name, "REST", "INTERNAL")
         raise HTTPException(500, f"model evaluation failed: {err}") from None
@@ -161,10 +185,18 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
         raise HTTPException(422, str(results))
     record_request(name, "REST", "OK", stats.queue_wait_s)
     info = loaded.model.info
-    out = {"model": info.name, "model_version": info.version,
-           "batch": {"requests": stats.requests, "systems": stats.systems, "atoms": stats.atoms,
-                     "queue_wait_s": stats.queue_wait_s, "compute_s": stats.compute_s},
-           "results": [{k: encode(v, binary) for k, v in r.items()} for r in results]}
+    out = {
+        "model": info.name,
+        "model_version": info.version,
+        "batch": {
+            "requests": stats.requests,
+            "systems": stats.systems,
+            "atoms": stats.atoms,
+            "queue_wait_s": stats.queue_wait_s,
+            "compute_s": stats.compute_s,
+        },
+        "results": [{k: encode(v, binary) for k, v in r.items()} for r in results],
+    }
     if binary:
         return Response(msgpack.packb(out), media_type=MSGPACK)
     return Response(json.dumps(out), media_type="application/json")

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mlipserve.server.metrics import refresh_gpu_memory
 from mlipserve.server.rest.security import principal
+from mlipserve.server.serving.metrics import refresh_gpu_memory
 
 router = APIRouter(tags=["health"])
 PUBLIC = frozenset({"/healthz"})  # the only paths served without a key when auth is on
@@ -24,8 +24,9 @@ async def readyz(request: Request) -> JSONResponse:
     """Models are loaded and gRPC is serving (503 otherwise, e.g. while draining)."""
     registry = request.app.state.registry
     ready = bool(registry.entries()) and request.app.state.grpc_serving()
-    return JSONResponse({"ready": ready, "models": len(registry.entries())},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"ready": ready, "models": len(registry.entries())}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", dependencies=[Depends(principal)])

@@ -13,9 +13,10 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
 from mlipserve.server.auth import Principal
 from mlipserve.server.rest.security import admin, principal
-from pydantic import BaseModel, Field
 
 router = APIRouter(dependencies=[Depends(principal)])  # app.py includes this one router
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -69,8 +70,7 @@ def _checked(request: Request, kind: str, params: dict, caller: Principal) -> di
     except PolicyError as err:
         raise HTTPException(503, str(err)) from None
     try:
-        return check_job(kind, params, Caller(caller.tenant, caller.role), policy,
-                         ShareBook(root))
+        return check_job(kind, params, Caller(caller.tenant, caller.role), policy, ShareBook(root))
     except ParamError as err:
         raise HTTPException(err.status, str(err)) from None
 
@@ -90,19 +90,30 @@ async def _get(request: Request, job_id: str, caller: Principal):
 
 
 @jobs_router.post("", status_code=201)
-async def submit(body: JobSubmission, request: Request,
-                 caller: Principal = Depends(principal)) -> dict:
+async def submit(
+    body: JobSubmission, request: Request, caller: Principal = Depends(principal)
+) -> dict:
     """Queue a job; returns its record (state "queued")."""
     params = await asyncio.to_thread(_checked, request, body.kind, body.params, caller)
     record = await asyncio.to_thread(
-        jobs_store(request).submit, body.kind, params, caller.tenant, role=caller.role,
-        max_attempts=body.max_attempts, time_limit_s=body.time_limit_s)
+        jobs_store(request).submit,
+        body.kind,
+        params,
+        caller.tenant,
+        role=caller.role,
+        max_attempts=body.max_attempts,
+        time_limit_s=body.time_limit_s,
+    )
     return record.public()
 
 
 @jobs_router.get("")
-async def list_jobs(request: Request, state: str | None = None, kind: str | None = None,
-                    caller: Principal = Depends(principal)) -> list[dict]:
+async def list_jobs(
+    request: Request,
+    state: str | None = None,
+    kind: str | None = None,
+    caller: Principal = Depends(principal),
+) -> list[dict]:
     """Jobs of the caller's tenant (all tenants for admins), newest first."""
     owner = None if caller.is_admin else caller.tenant
     records = await asyncio.to_thread(jobs_store(request).list, owner, state, kind)
@@ -110,15 +121,15 @@ async def list_jobs(request: Request, state: str | None = None, kind: str | None
 
 
 @jobs_router.get("/{job_id}")
-async def show_job(job_id: str, request: Request, params: bool = False,
-                   caller: Principal = Depends(principal)) -> dict:
+async def show_job(
+    job_id: str, request: Request, params: bool = False, caller: Principal = Depends(principal)
+) -> dict:
     """One job: state, progress, logs, result, timestamps (params when asked)."""
     return (await _get(request, job_id, caller)).public(with_params=params)
 
 
 @jobs_router.post("/{job_id}/cancel")
-async def cancel_job(job_id: str, request: Request,
-                     caller: Principal = Depends(principal)) -> dict:
+async def cancel_job(job_id: str, request: Request, caller: Principal = Depends(principal)) -> dict:
     """Cancel a queued or running job (its owner or an admin)."""
     await _get(request, job_id, caller)
     record = await asyncio.to_thread(jobs_store(request).cancel, job_id)
@@ -131,15 +142,17 @@ async def list_shares(request: Request, caller: Principal = Depends(principal)) 
     from mlipserve.server.queue.datasets import DatasetError, ShareBook
 
     try:
-        return await asyncio.to_thread(ShareBook(_store_dir(request)).visible,
-                                       None if caller.is_admin else caller.tenant)
+        return await asyncio.to_thread(
+            ShareBook(_store_dir(request)).visible, None if caller.is_admin else caller.tenant
+        )
     except DatasetError as err:
         raise HTTPException(503, str(err)) from None
 
 
 @datasets_router.put("/shares/{owner}/{name}")
-async def share(owner: str, name: str, body: ShareBody, request: Request,
-                caller: Principal = Depends(admin)) -> dict:
+async def share(
+    owner: str, name: str, body: ShareBody, request: Request, caller: Principal = Depends(admin)
+) -> dict:
     """Let exactly `tenants` read and label into dataset `name` of tenant `owner` (admin)."""
     from mlipserve.server.queue.datasets import (
         DatasetError,

@@ -19,16 +19,23 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlipserve.server.models.base import ModelInfo
-from mlipserve.server.registry import UnknownModel
+from mlipserve.server.models.families import ARCHIVE_FAMILIES, NATIVE_FAMILIES, build_module
 from mlipserve.server.rest.security import admin, principal
-from mlipserve.server.store import (ARCHIVE_FAMILIES, FAMILIES, NAME, StoreError, build_module,
-                                   check_safetensors)
+from mlipserve.server.serving.registry import UnknownModel
+from mlipserve.server.store import NAME, StoreError, check_safetensors
 
 SLUG = "1 to 64 letters, digits, '.', '_' or '-', the first a letter or digit"
 MAX_METADATA_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 32
-STORE_KEYS = ("name", "version", "sha256", "size_bytes", "artifacts", "artifact_sha256",
-              "needs_trust")  # computed by the store: dropped from an upload's metadata
+STORE_KEYS = (
+    "name",
+    "version",
+    "sha256",
+    "size_bytes",
+    "artifacts",
+    "artifact_sha256",
+    "needs_trust",
+)  # computed by the store: dropped from an upload's metadata
 
 
 def shorten(text: str, limit: int = 64) -> str:
@@ -51,17 +58,14 @@ def path_names(request: Request) -> None:
             check_name(request.path_params[field], field)
 
 
-router = APIRouter(prefix="/v1/models", tags=["models"],
-                   dependencies=[Depends(principal), Depends(path_names)])
+router = APIRouter(
+    prefix="/v1/models", tags=["models"], dependencies=[Depends(principal), Depends(path_names)]
+)
 
 
 def describe(info: ModelInfo, is_default: bool) -> dict:
     """A loaded model version as JSON."""
-    return {"name": info.name, "version": info.version, "kind": info.kind,
-            "elements": sorted(info.elements), "cutoff": info.cutoff,
-            "ensemble_size": info.ensemble_size, "conditions": list(info.conditions),
-            "properties": list(info.properties), "dtype": info.dtype, "device": info.device,
-            "is_default": is_default, "loaded": True, "metrics": info.extra.get("metrics", {})}
+    return {**info.describe(is_default), "loaded": True, "metrics": info.extra.get("metrics", {})}
 
 
 def _store(request: Request):
@@ -90,11 +94,20 @@ async def list_models(request: Request) -> list[dict]:
         for version in store.versions(name):
             if (name, version) not in loaded:
                 meta = store.metadata(name, version)
-                out.append({"name": name, "version": version, "kind": meta["family"],
-                            "elements": meta.get("elements", []), "cutoff": meta["cutoff"],
-                            "ensemble_size": meta.get("ensemble_size", 0), "loaded": False,
-                            "is_default": version == default, "size_bytes": meta.get("size_bytes"),
-                            "metrics": meta.get("metrics", {})})
+                out.append(
+                    {
+                        "name": name,
+                        "version": version,
+                        "kind": meta["family"],
+                        "elements": meta.get("elements", []),
+                        "cutoff": meta["cutoff"],
+                        "ensemble_size": meta.get("ensemble_size", 0),
+                        "loaded": False,
+                        "is_default": version == default,
+                        "size_bytes": meta.get("size_bytes"),
+                        "metrics": meta.get("metrics", {}),
+                    }
+                )
     return out
 
 
@@ -124,7 +137,7 @@ class UploadMetadata(BaseModel):
     """The typed fields of an upload's metadata (other keys are stored as given)."""
 
     model_config = ConfigDict(extra="allow")
-    family: Literal[tuple(FAMILIES) + ARCHIVE_FAMILIES]  # type: ignore[valid-type]
+    family: Literal[tuple(NATIVE_FAMILIES) + ARCHIVE_FAMILIES]  # type: ignore[valid-type]
     config: dict[str, Any] | None = None
     cutoff: float | None = Field(None, gt=0, le=100, allow_inf_nan=False)
     elements: list[int] | None = Field(None, max_length=118)
@@ -132,6 +145,8 @@ class UploadMetadata(BaseModel):
     dtype: Literal["float32", "float64"] | None = None
     trust_lo: float | None = Field(None, ge=0, allow_inf_nan=False)
     trust_hi: float | None = Field(None, ge=0, allow_inf_nan=False)
+    energy_trust_lo: float | None = Field(None, ge=0, allow_inf_nan=False)
+    energy_trust_hi: float | None = Field(None, ge=0, allow_inf_nan=False)
     min_distance: float | None = Field(None, ge=0, allow_inf_nan=False)
     created: float | None = Field(None, ge=0, allow_inf_nan=False)
     metrics: dict[str, Any] | None = None
@@ -162,32 +177,45 @@ def parse_metadata(text: str) -> dict:
     try:
         raw = json.loads(text)
     except RecursionError:
-        raise HTTPException(422, f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels") from None
+        raise HTTPException(
+            422, f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels"
+        ) from None
     except ValueError as err:
         raise HTTPException(422, f"metadata: not JSON ({err})") from None
     if not isinstance(raw, dict):
-        raise HTTPException(422, "metadata: a JSON object with family (config and cutoff for "
-                                 "native families) is expected")
+        raise HTTPException(
+            422,
+            "metadata: a JSON object with family (config and cutoff for "
+            "native families) is expected",
+        )
     if _depth(raw) > MAX_METADATA_DEPTH:
         raise HTTPException(422, f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels")
     if "trusted" in raw:
-        raise HTTPException(422, "metadata.trusted: cannot be uploaded: an admin sets it on a "
-                                 "stored version (mlipserve models trust NAME VERSION --store DIR)")
+        raise HTTPException(
+            422,
+            "metadata.trusted: cannot be uploaded: an admin sets it on a "
+            "stored version (mlipserve models trust NAME VERSION --store DIR)",
+        )
     try:
         meta = UploadMetadata.model_validate(raw).model_dump(exclude_unset=True)
     except ValidationError as err:
         raise HTTPException(422, _pydantic_message(err, "metadata")) from None
-    if meta["family"] in FAMILIES and (meta.get("config") is None or meta.get("cutoff") is None):
+    if meta["family"] in NATIVE_FAMILIES and (
+        meta.get("config") is None or meta.get("cutoff") is None
+    ):
         raise HTTPException(422, f"metadata: family {meta['family']!r} needs config and cutoff")
     if meta["family"] == "painn":
         try:
             meta["config"] = PaiNNBounds.model_validate(meta["config"]).model_dump(
-                exclude_unset=True)
+                exclude_unset=True
+            )
         except ValidationError as err:
             raise HTTPException(422, _pydantic_message(err, "metadata.config")) from None
     for element in meta.get("elements") or ():
         if not 1 <= element <= 118:
-            raise HTTPException(422, f"metadata.elements: atomic number {element} is outside 1..118")
+            raise HTTPException(
+                422, f"metadata.elements: atomic number {element} is outside 1..118"
+            )
     return {k: v for k, v in meta.items() if k not in STORE_KEYS}
 
 
@@ -211,8 +239,9 @@ def _contents(part: UploadFile):
 
 
 @router.post("/{name}/versions", dependencies=[Depends(admin)], status_code=201)
-async def upload(name: str, request: Request, artifact: list[UploadFile] = File(...),
-                 metadata: str = Form(...)) -> dict:
+async def upload(
+    name: str, request: Request, artifact: list[UploadFile] = File(...), metadata: str = Form(...)
+) -> dict:
     """Add a version: a safetensors artifact and its JSON metadata (family, config, cutoff ...);
     for the torchscript / metatomic families, TorchScript files (several `artifact` parts:
     a metatomic committee) and metadata with at least the family."""
@@ -221,19 +250,22 @@ async def upload(name: str, request: Request, artifact: list[UploadFile] = File(
     files = [_contents(part) for part in artifact]
     try:
         size = sum(len(f) for f in files)
-        if meta["family"] in FAMILIES and len(files) == 1:
+        if meta["family"] in NATIVE_FAMILIES and len(files) == 1:
             check_safetensors(files[0])  # what the file is comes first, its size second
             count = await asyncio.to_thread(native_parameters, meta)
             if count > size:  # a byte a parameter at the least: the build stays near its size
-                raise HTTPException(422, f"metadata.config: describes {count} parameters, more "
-                                         f"than an artifact of {size} bytes can hold (the "
-                                         "artifact does not fit the config)")
+                raise HTTPException(
+                    422,
+                    f"metadata.config: describes {count} parameters, more "
+                    f"than an artifact of {size} bytes can hold (the "
+                    "artifact does not fit the config)",
+                )
         data = files if len(files) > 1 else files[0]
         async with _lock(request):
-            version = await asyncio.to_thread(store.add_artifact, name, data, meta,
-                                              request.app.state.max_upload_bytes)
-    except (StoreError, TypeError, KeyError, ValueError, AttributeError,
-            zipfile.BadZipFile) as err:
+            version = await asyncio.to_thread(
+                store.add_artifact, name, data, meta, request.app.state.max_upload_bytes
+            )
+    except (StoreError, TypeError, KeyError, ValueError, AttributeError, zipfile.BadZipFile) as err:
         raise HTTPException(422, f"artifact: {err}") from None
     finally:
         for f in files:
@@ -259,10 +291,14 @@ async def _ensure_loaded(request: Request, name: str, version: str, make_default
             if not any(l.model.info.name == name for l, _ in registry.entries()):
                 default = store.default_version(name)
                 if default != version:
-                    registry.add(await asyncio.to_thread(store.load, name, default,
-                                                         device=request.app.state.device))
-            model = await asyncio.to_thread(store.load, name, version,
-                                            device=request.app.state.device)
+                    registry.add(
+                        await asyncio.to_thread(
+                            store.load, name, default, device=request.app.state.device
+                        )
+                    )
+            model = await asyncio.to_thread(
+                store.load, name, version, device=request.app.state.device
+            )
         except StoreError as err:
             raise HTTPException(404, str(err)) from None
         registry.add(model, make_default=make_default)
@@ -285,14 +321,19 @@ async def set_default(name: str, body: DefaultVersion, request: Request) -> dict
         try:
             registry.get(name, body.version)
         except UnknownModel:
-            raise HTTPException(404, f"version: model {name!r} has no version "
-                                     f"{body.version!r} in the store") from None
-        raise HTTPException(409, f"version: {name}@{body.version} is not in the model store (a "
-                                 "built-in model): its default is chosen at start") from None
+            raise HTTPException(
+                404, f"version: model {name!r} has no version {body.version!r} in the store"
+            ) from None
+        raise HTTPException(
+            409,
+            f"version: {name}@{body.version} is not in the model store (a "
+            "built-in model): its default is chosen at start",
+        ) from None
     await _ensure_loaded(request, name, body.version, make_default=False)
     try:
-        registry.set_default(name, body.version,
-                             persist=lambda: store.set_default(name, body.version))
+        registry.set_default(
+            name, body.version, persist=lambda: store.set_default(name, body.version)
+        )
     except StoreError as err:
         raise HTTPException(409, f"version: {err}") from None
     return {"name": name, "default": body.version}
@@ -348,6 +389,7 @@ async def download(name: str, version: str, request: Request) -> FileResponse:
     except StoreError as err:
         raise HTTPException(404, str(err)) from None
     if not path.resolve().is_relative_to((store.root / name / version).resolve()):
-        raise HTTPException(404, f"{name}@{version}: its metadata names an artifact outside "
-                                 "the version's folder")
+        raise HTTPException(
+            404, f"{name}@{version}: its metadata names an artifact outside the version's folder"
+        )
     return FileResponse(path, filename=f"{name}-{version}{path.suffix}")

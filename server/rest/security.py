@@ -26,8 +26,13 @@ async def authenticate(keys: KeyStore, header: str | None) -> Principal:
     return await asyncio.to_thread(keys.verify, key)
 
 
-async def refuse(send: Send, status: int, message: str, headers: dict[str, str] | None = None,
-                 close: bool = False) -> None:
+async def refuse(
+    send: Send,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    close: bool = False,
+) -> None:
     """Answer `{"detail": message}` with `status` (and `connection: close` when a body the
     app never read is still on the way: the server then stops reading it)."""
     body = json.dumps({"detail": message}).encode()
@@ -75,8 +80,14 @@ class RequestGuard:
     capped (uploads at `upload_cap`, the rest at `body_cap`): a Content-Length over the cap is
     413 before reading, a chunked body is counted and cut at the cap with 413."""
 
-    def __init__(self, app: ASGIApp, keys: KeyStore | None, body_cap: int, upload_cap: int,
-                 public: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyStore | None,
+        body_cap: int,
+        upload_cap: int,
+        public: frozenset[str] = frozenset(),
+    ) -> None:
         self.app, self.keys, self.public = app, keys, public
         self.body_cap, self.upload_cap = body_cap, upload_cap
 
@@ -126,8 +137,10 @@ def _content_length(headers: Headers) -> int | None:
 
 def _too_large(cap: int, length: int | None = None) -> str:
     size = f"of {length} bytes " if length is not None else ""
-    return (f"request body {size}exceeds this route's limit of {cap} bytes (uploads: "
-            "MLIPSERVE_MAX_UPLOAD_MB; other bodies: MLIPSERVE_REST_MAX_BODY_BYTES)")
+    return (
+        f"request body {size}exceeds this route's limit of {cap} bytes (uploads: "
+        "MLIPSERVE_MAX_UPLOAD_MB; other bodies: MLIPSERVE_REST_MAX_BODY_BYTES)"
+    )
 
 
 def principal(request: Request) -> Principal:
@@ -141,8 +154,9 @@ def principal(request: Request) -> Principal:
     try:
         return keys.verify(bearer(request.headers.get("authorization")))
     except AuthError as err:
-        raise HTTPException(err.status, err.message,
-                            headers={"WWW-Authenticate": "Bearer"}) from None
+        raise HTTPException(
+            err.status, err.message, headers={"WWW-Authenticate": "Bearer"}
+        ) from None
 
 
 def admin(caller: Principal = Depends(principal)) -> Principal:

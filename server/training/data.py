@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from mlipserve.server.batch import SystemBatch
-from mlipserve.server.neighbors import batch_neighbors
+from mlipserve.server.models.batch import SystemBatch
+from mlipserve.server.models.neighbors import batch_neighbors
 from mlipserve.wire import SystemArrays
 
 
@@ -33,14 +33,16 @@ def load_structures(path: str | Path) -> list[Atoms]:
     return frames
 
 
-def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> tuple[np.ndarray, ...]:
+def split_indices(
+    n: int, fractions: tuple[float, float, float], seed: int
+) -> tuple[np.ndarray, ...]:
     """Shuffle 0..n-1 with `seed` and cut it into train / validation / test."""
     if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
         raise ValueError(f"split fractions {fractions} must be non-negative and sum to 1")
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(fractions[0] * n))
     n_val = int(round(fractions[1] * n))
-    return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
 def element_shifts(structures: Sequence[Atoms], max_z: int) -> np.ndarray:
@@ -84,12 +86,18 @@ class GraphCache:
             return torch.tensor(np.asarray(x), dtype=dt, device=device)
 
         has_stress = all("stress" in r for r in labels) and np.all(
-            np.abs(np.linalg.det(batch.cell)) > 1e-8)
+            np.abs(np.linalg.det(batch.cell)) > 1e-8
+        )
         return {
-            "positions": t(batch.positions), "cell": t(batch.cell),
-            "numbers": t(batch.numbers, torch.long), "system_index": t(batch.system_index, torch.long),
-            "n_systems": batch.n_systems, "n_atoms": t(batch.n_atoms),
-            "edge_index": t(np.stack([np.concatenate(senders), np.concatenate(receivers)]), torch.long),
+            "positions": t(batch.positions),
+            "cell": t(batch.cell),
+            "numbers": t(batch.numbers, torch.long),
+            "system_index": t(batch.system_index, torch.long),
+            "n_systems": batch.n_systems,
+            "n_atoms": t(batch.n_atoms),
+            "edge_index": t(
+                np.stack([np.concatenate(senders), np.concatenate(receivers)]), torch.long
+            ),
             "edge_shift": t(np.concatenate(shifts)),
             "energy": t([r["energy"] for r in labels]),
             "forces": t(np.concatenate([r["forces"] for r in labels])),

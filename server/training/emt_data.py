@@ -55,8 +55,14 @@ def md_snapshots(atoms: Atoms, rng: np.random.Generator, temperature: float, n: 
     """`n` snapshots, 10 steps apart, of EMT Langevin MD at `temperature` K."""
     atoms = atoms.copy()
     atoms.calc = EMT()
-    dyn = Langevin(atoms, 4 * units.fs, temperature_K=temperature, friction=0.05, fixcm=False,
-                   rng=np.random.RandomState(int(rng.integers(2**31))))
+    dyn = Langevin(
+        atoms,
+        4 * units.fs,
+        temperature_K=temperature,
+        friction=0.05,
+        fixcm=False,
+        rng=np.random.RandomState(int(rng.integers(2**31))),
+    )
     out = []
     for _ in range(n):
         dyn.run(10)
@@ -76,8 +82,9 @@ def generate(seed: int, scale: int = 1) -> list[Atoms]:
             vac = pure * (2, 2, 1)
             del vac[int(rng.integers(len(vac)))]
             frames.append(label(strain_and_rattle(vac, rng, strain=0.01, rattle=0.05)))
-            slab = (fcc100 if rng.random() < 0.5 else fcc111)(metal, (2, 2, 3), a=LATTICE[metal],
-                                                               vacuum=5.0, periodic=True)
+            slab = (fcc100 if rng.random() < 0.5 else fcc111)(
+                metal, (2, 2, 3), a=LATTICE[metal], vacuum=5.0, periodic=True
+            )
             slab.positions += rng.normal(0, 0.05, slab.positions.shape)
             frames.append(label(slab))
         for _ in range(6):

@@ -14,10 +14,15 @@ import torch
 from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlipserve.server.models.autograd import (apply_strain, geometry_members, member_geometry,
-                                               member_gradients, pick_device)
 from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.models.torch_potential import (
+    apply_strain,
+    geometry_members,
+    member_geometry,
+    member_gradients,
+    pick_device,
+)
 from mlipserve.server.training.data import GraphCache, element_shifts, split_indices
 from mlipserve.server.training.report import evaluate_split, write_plots
 
@@ -56,15 +61,18 @@ class TrainResult:
 
 def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
     """Energies (K, S), forces (K, A, 3) and stress (K, S, 3, 3) of a training batch."""
-    positions, cell, per_member = member_geometry(geometry_members(module), g["positions"],
-                                                  g["cell"])
+    positions, cell, per_member = member_geometry(
+        geometry_members(module), g["positions"], g["cell"]
+    )
     positions = positions.clone().requires_grad_(True)
-    strain, eff_pos, eff_cell = (apply_strain(positions, cell, g["system_index"])
-                                 if need_stress else (None, positions, cell))
+    strain, eff_pos, eff_cell = (
+        apply_strain(positions, cell, g["system_index"]) if need_stress else (None, positions, cell)
+    )
     graph = {**g, "positions": eff_pos, "cell": eff_cell}
     energy = module(graph)["energy"]
-    forces, virial = member_gradients(energy, positions, strain, create_graph=create_graph,
-                                      per_member=per_member)
+    forces, virial = member_gradients(
+        energy, positions, strain, create_graph=create_graph, per_member=per_member
+    )
     stress = virial / g["volume"][None, :, None, None] if virial is not None else None
     return energy, forces, stress
 
@@ -77,11 +85,15 @@ def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) 
     f_err = 1e3 * (forces - g["forces"])  # (K, A, 3) meV/Å
     atom_w = weights[:, g["system_index"]]  # (K, A)
     loss = cfg.energy_weight * (weights * e_err**2).sum(1) / weights.sum(1).clamp_min(1e-9)
-    loss = loss + cfg.forces_weight * (atom_w * (f_err**2).mean(-1)).sum(1) / atom_w.sum(1).clamp_min(1e-9)
+    loss = loss + cfg.forces_weight * (atom_w * (f_err**2).mean(-1)).sum(1) / atom_w.sum(
+        1
+    ).clamp_min(1e-9)
     if need_stress:
         voigt = stress[:, :, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         s_err = 1e3 * (voigt - g["stress"])
-        loss = loss + cfg.stress_weight * (weights * (s_err**2).mean(-1)).sum(1) / weights.sum(1).clamp_min(1e-9)
+        loss = loss + cfg.stress_weight * (weights * (s_err**2).mean(-1)).sum(1) / weights.sum(
+            1
+        ).clamp_min(1e-9)
     return loss.sum()
 
 
@@ -113,24 +125,31 @@ def train(
     module = module.to(device=device, dtype=dtype).train()
     k = module.cfg.members
     n = len(train_idx)
-    weights = (rng.multinomial(n, np.full(n, 1 / n), size=k) if cfg.bootstrap
-               else np.ones((k, n))).astype(float)
+    weights = (
+        rng.multinomial(n, np.full(n, 1 / n), size=k) if cfg.bootstrap else np.ones((k, n))
+    ).astype(float)
     cache = GraphCache(structures, module.cfg.cutoff)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
-                 if cfg.schedule == "cosine"
-                 else torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10))
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+        if cfg.schedule == "cosine"
+        else torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=10)
+    )
     best, best_state, stale, history = float("inf"), None, 0, []
     start = time.monotonic()
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("training", total=cfg.epochs)
         for epoch in range(cfg.epochs):
             order = rng.permutation(n)
             total = 0.0
             for lo in range(0, n, cfg.batch_size):
-                pick = order[lo:lo + cfg.batch_size]
+                pick = order[lo : lo + cfg.batch_size]
                 g = cache.batch(train_idx[pick], dtype, device)
                 w = torch.tensor(weights[:, pick], dtype=dtype, device=device)
                 optimizer.zero_grad()
@@ -140,36 +159,64 @@ def train(
                 total += loss.item() * len(pick)
             val = validation_loss(module, cache, val_idx, cfg, dtype, device)
             scheduler.step() if cfg.schedule == "cosine" else scheduler.step(val)
-            history.append({"epoch": epoch, "train": total / n, "val": val,
-                            "lr": optimizer.param_groups[0]["lr"]})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train": total / n,
+                    "val": val,
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+            )
             if val < best:
                 best, best_state, stale = val, copy.deepcopy(module.state_dict()), 0
             else:
                 stale += 1
-            bar.update(task, advance=1,
-                       description=f"training  train {total / n:9.1f}  val {val:9.1f}  best {best:9.1f}")
+            bar.update(
+                task,
+                advance=1,
+                description=f"training  train {total / n:9.1f}  val {val:9.1f}  best {best:9.1f}",
+            )
             out_of_time = cfg.max_minutes and (time.monotonic() - start) / 60 > cfg.max_minutes
             if stale >= cfg.patience or out_of_time:
                 break
     if best_state is None:
-        raise ValueError(f"validation loss was never finite ({history[-1]['val'] if history else 'no epoch'}"
-                         "): check the labels for NaN/inf and the learning rate")
+        raise ValueError(
+            f"validation loss was never finite ({history[-1]['val'] if history else 'no epoch'}"
+            "): check the labels for NaN/inf and the learning rate"
+        )
     module.load_state_dict(best_state)
     module = module.to(torch.float64).eval()
     metrics = evaluate_split(module, [structures[i] for i in test_idx])
-    metrics.update({"epochs": len(history), "best_val_loss": best,
-                    "minutes": (time.monotonic() - start) / 60,
-                    "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx)})
-    result = TrainResult(module, metrics, history,
-                         split={"train": train_idx.tolist(), "val": val_idx.tolist(),
-                                "test": test_idx.tolist()})
+    metrics.update(
+        {
+            "epochs": len(history),
+            "best_val_loss": best,
+            "minutes": (time.monotonic() - start) / 60,
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "n_test": len(test_idx),
+        }
+    )
+    result = TrainResult(
+        module,
+        metrics,
+        history,
+        split={"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist()},
+    )
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         result.files = write_plots(module, [structures[i] for i in test_idx], history, out)
-        (out / "metrics.json").write_text(json.dumps(
-            {"metrics": metrics, "train_config": asdict(cfg), "model_config": module.cfg.to_dict()},
-            indent=2))
+        (out / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "metrics": metrics,
+                    "train_config": asdict(cfg),
+                    "model_config": module.cfg.to_dict(),
+                },
+                indent=2,
+            )
+        )
         result.files["metrics"] = str(out / "metrics.json")
     return result
 
@@ -178,7 +225,7 @@ def validation_loss(module, cache, val_idx, cfg, dtype, device) -> float:
     """Unweighted loss of the ensemble on the validation split (per structure)."""
     total = 0.0
     for lo in range(0, len(val_idx), cfg.batch_size):
-        idx = val_idx[lo:lo + cfg.batch_size]
+        idx = val_idx[lo : lo + cfg.batch_size]
         g = cache.batch(idx, dtype, device)
         w = torch.ones(module.cfg.members, len(idx), dtype=dtype, device=device)
         with torch.enable_grad():

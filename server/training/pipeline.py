@@ -1,4 +1,4 @@
-"""Train a version and put it in the store: the one path `mlipserve train` and the retrain job share."""
+"""Train a version and put it in the store: one path for `mlipserve train` and the retrain job."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ase import Atoms
-from mlipserve.server.checks import closest_distance
+
 from mlipserve.server.models.painn import PaiNNConfig
+from mlipserve.server.serving.checks import closest_distance
 from mlipserve.server.store import ModelStore
 from mlipserve.server.training.loop import TrainConfig, train
 from mlipserve.server.training.report import evaluate_split
@@ -38,12 +39,21 @@ def structures_sha256(structures: Sequence[Atoms]) -> str:
 
 
 def train_version(
-    structures: Sequence[Atoms], store: ModelStore, name: str, train_cfg: TrainConfig,
-    *, arch: Architecture | None = None, warm_start: str | None = None,
-    report_dir: str | Path | None = None, extra_sets: dict[str, Sequence[Atoms]] | None = None,
-    metadata: dict | None = None, make_default: bool = True, progress: bool = True,
+    structures: Sequence[Atoms],
+    store: ModelStore,
+    name: str,
+    train_cfg: TrainConfig,
+    *,
+    arch: Architecture | None = None,
+    warm_start: str | None = None,
+    report_dir: str | Path | None = None,
+    extra_sets: dict[str, Sequence[Atoms]] | None = None,
+    metadata: dict | None = None,
+    make_default: bool = True,
+    progress: bool = True,
 ) -> tuple[str, dict]:
-    """Train (or warm-start from `name@warm_start`) and store a new version; return it and its metrics."""
+    """Train (or warm-start from `name@warm_start`) and store a new version; return it and
+    its metrics."""
     arch = arch or Architecture()
     init = store.load_module(name, warm_start)[0] if warm_start else None
     if init is not None:
@@ -51,24 +61,41 @@ def train_version(
     elements = sorted({int(z) for a in structures for z in a.numbers})
     max_z = max(elements) if init is None else init.cfg.max_z
     if init is not None and max(elements) > init.cfg.max_z:
-        raise ValueError(f"data has element Z={max(elements)} beyond the parent's max_z "
-                         f"{init.cfg.max_z}; train a new model instead of warm-starting")
-    config = PaiNNConfig(cutoff=arch.cutoff, features=arch.features, layers=arch.layers,
-                         members=arch.members, max_z=max_z)
+        raise ValueError(
+            f"data has element Z={max(elements)} beyond the parent's max_z "
+            f"{init.cfg.max_z}; train a new model instead of warm-starting"
+        )
+    config = PaiNNConfig(
+        cutoff=arch.cutoff,
+        features=arch.features,
+        layers=arch.layers,
+        members=arch.members,
+        max_z=max_z,
+    )
     result = train(structures, config, train_cfg, out_dir=report_dir, init=init, progress=progress)
     metrics = {"test_split": result.metrics}
     for key, extra in (extra_sets or {}).items():
         metrics[key] = evaluate_split(result.module, extra)
     shortest = [closest_distance(SystemArrays.from_atoms(a), arch.cutoff) for a in structures]
     parent_elements = store.metadata(name, warm_start).get("elements", []) if warm_start else []
-    version = store.save(name, result.module, {
-        "min_distance": min((d for d in shortest if d is not None), default=0.0),
-        "family": "painn", "config": result.module.cfg.to_dict(), "cutoff": arch.cutoff,
-        "elements": sorted(set(elements) | set(parent_elements)),
-        "ensemble_size": arch.members, "dtype": "float32",
-        "units": {"energy": "eV", "length": "Å", "stress": "eV/Å³"},
-        "training_data_sha256": structures_sha256(structures),
-        "parent_version": warm_start, "metrics": metrics,
-        "train_config": dict(vars(train_cfg)), **(metadata or {}),
-    }, make_default=make_default)
+    version = store.save(
+        name,
+        result.module,
+        {
+            "min_distance": min((d for d in shortest if d is not None), default=0.0),
+            "family": "painn",
+            "config": result.module.cfg.to_dict(),
+            "cutoff": arch.cutoff,
+            "elements": sorted(set(elements) | set(parent_elements)),
+            "ensemble_size": arch.members,
+            "dtype": "float32",
+            "units": {"energy": "eV", "length": "Å", "stress": "eV/Å³"},
+            "training_data_sha256": structures_sha256(structures),
+            "parent_version": warm_start,
+            "metrics": metrics,
+            "train_config": dict(vars(train_cfg)),
+            **(metadata or {}),
+        },
+        make_default=make_default,
+    )
     return version, metrics

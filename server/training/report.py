@@ -9,16 +9,23 @@ import numpy as np
 from ase import Atoms
 from scipy.stats import spearmanr
 
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.autograd import TorchPotential
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.models.painn import PaiNN
+from mlipserve.server.models.torch_potential import TorchPotential
+from mlipserve.server.serving.local import LocalProvider
 
 
 def as_provider(module: PaiNN) -> LocalProvider:
     """The module behind the serving path (float64, CPU) for evaluation."""
-    info = ModelInfo(name="candidate", version="eval", kind="painn", cutoff=module.cfg.cutoff,
-                     ensemble_size=module.cfg.members, dtype="float64", device="cpu")
+    info = ModelInfo(
+        name="candidate",
+        version="eval",
+        kind="painn",
+        cutoff=module.cfg.cutoff,
+        ensemble_size=module.cfg.members,
+        dtype="float64",
+        device="cpu",
+    )
     return LocalProvider(TorchPotential(module, info))
 
 
@@ -42,7 +49,9 @@ def evaluate_split(module: PaiNN, structures: Sequence[Atoms]) -> dict:
     metrics = {
         "energy_mae_mev_per_atom": 1e3 * float(np.mean(e_err)),
         "force_mae_mev_per_A": 1e3 * float(np.mean(np.concatenate(f_err))),
-        "calibration_spearman": float(spearmanr(max_std, max_err).statistic) if len(structures) > 2 else None,
+        "calibration_spearman": float(spearmanr(max_std, max_err).statistic)
+        if len(structures) > 2
+        else None,
     }
     if has_stress:
         metrics["stress_mae_mev_per_A3"] = 1e3 * float(np.mean(s_err))
@@ -51,13 +60,11 @@ def evaluate_split(module: PaiNN, structures: Sequence[Atoms]) -> dict:
 
 def write_plots(module: PaiNN, structures: Sequence[Atoms], history: list[dict], out: Path) -> dict:
     """Learning curve and force parity (with ensemble std error bars) PNGs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the global backend stays the caller's
 
     files = {}
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
     ax.semilogy([h["train"] for h in history], label="train")
     ax.semilogy([h["val"] for h in history], label="validation")
     ax.set_xlabel("epoch")
@@ -65,14 +72,14 @@ def write_plots(module: PaiNN, structures: Sequence[Atoms], history: list[dict],
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "learning_curve.png", dpi=120)
-    plt.close(fig)
     files["learning_curve"] = str(out / "learning_curve.png")
     if structures:
         res = as_provider(module).evaluate(list(structures), ["energy", "forces", "uncertainty"])
         ref = np.concatenate([a.calc.results["forces"] for a in structures]).ravel()
         pred = np.concatenate([r["forces"] for r in res]).ravel()
         std = np.repeat(np.concatenate([r["forces_std"] for r in res]), 3)
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig = Figure(figsize=(4.5, 4.5))
+        ax = fig.add_subplot()
         ax.errorbar(ref, pred, yerr=std, fmt=".", ms=2, elinewidth=0.5, alpha=0.6)
         lim = [min(ref.min(), pred.min()), max(ref.max(), pred.max())]
         ax.plot(lim, lim, "k--", lw=0.8)
@@ -81,6 +88,5 @@ def write_plots(module: PaiNN, structures: Sequence[Atoms], history: list[dict],
         ax.set_title("test split, error bars: ensemble std")
         fig.tight_layout()
         fig.savefig(out / "parity_forces.png", dpi=120)
-        plt.close(fig)
         files["parity"] = str(out / "parity_forces.png")
     return files

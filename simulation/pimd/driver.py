@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from ase.io import write as ase_write
-from mlipserve.simulation.integrators import check_splitting
-from mlipserve.simulation.observers import Observed
+
+from mlipserve.simulation.md.integrators import check_splitting
+from mlipserve.simulation.md.loop import Driver
 from mlipserve.simulation.pimd.estimators import ESTIMATORS
 from mlipserve.simulation.pimd.normal_modes import NormalModes
 from mlipserve.simulation.pimd.ring_polymer import RingPolymerState, kick
@@ -99,15 +98,18 @@ class PIMDIntegrator:
                 qm, pm = modes.free_step_modes(qm, pm, state.masses, self.dt / counts["A"])
             else:
                 assert self.thermostat is not None
-                pm, heat = self.thermostat(pm, state.masses, modes, state.rngs,
-                                           self.dt / counts["O"])
+                pm, heat = self.thermostat(
+                    pm, state.masses, modes, state.rngs, self.dt / counts["O"]
+                )
                 removed = removed + heat
         if drifts:
             q, p = modes.to_beads(np.stack([qm, pm]))
-            return state.replace(positions=q, momenta=p,
-                                 thermostat_energy=state.thermostat_energy + removed)
-        return state.replace(momenta=modes.to_beads(pm),
-                             thermostat_energy=state.thermostat_energy + removed)
+            return state.replace(
+                positions=q, momenta=p, thermostat_energy=state.thermostat_energy + removed
+            )
+        return state.replace(
+            momenta=modes.to_beads(pm), thermostat_energy=state.thermostat_energy + removed
+        )
 
 
 class PIMDLog:
@@ -132,20 +134,21 @@ class PIMDLog:
         return {key: np.array(values) for key, values in self.rows.items()}
 
 
-class PathIntegralMD(Observed):
+class PathIntegralMD(Driver[RingPolymerState]):
     """Drives a `PIMDIntegrator` over a `RingPolymerState` with one provider call per step.
 
-    The call holds all R·P bead systems. Observers follow ASE's habit: `attach(fn, interval,
-    *args)` calls `fn(*args)` before the first step and every `interval` steps.
+    The call holds all R·P bead systems. The run loop and observers are `md.loop.Driver`'s:
+    `attach(fn, interval, *args)` calls `fn(*args)` before the first step and every
+    `interval` steps; `write_trajectory` writes each replica's centroid.
     """
 
     def __init__(
         self, provider: ForceProvider, state: RingPolymerState, integrator: PIMDIntegrator
     ) -> None:
+        super().__init__()
         self.provider = provider
         self.integrator = integrator
         self.modes = NormalModes(state.n_beads, state.temperature_K)
-        self.observers: list[tuple[Callable[..., Any], int, tuple, dict]] = []
         self.calls = 0
         self.state = state if state.forces is not None else self._compute(state)
 
@@ -159,9 +162,7 @@ class PathIntegralMD(Observed):
         self.calls += 1
         return state.with_results(results)
 
-    def log(
-        self, interval: int = 1, names: tuple[str, ...] = tuple(ESTIMATORS)
-    ) -> PIMDLog:
+    def log(self, interval: int = 1, names: tuple[str, ...] = tuple(ESTIMATORS)) -> PIMDLog:
         """Record the estimators (`estimators.ESTIMATORS` names) every interval steps."""
         log = PIMDLog(lambda: self.state, names)
         self.attach(log, interval)
@@ -173,48 +174,23 @@ class PathIntegralMD(Observed):
         Any format `ase.io.write` can append (extxyz, traj, ...); `info` holds the step and
         the replica's centroid-virial kinetic energy and bead-averaged potential (eV).
         """
-        r = self.state.n_replicas
-        if "{replica}" not in pattern and r > 1:
+        if "{replica}" not in pattern and self.state.n_replicas > 1:
             raise ValueError("with several replicas give a pattern containing '{replica}'")
-        paths = [Path(pattern.format(replica=i)) for i in range(r)]
-        for path in paths:
-            path.unlink(missing_ok=True)
-
-        def write() -> None:
-            kinetic = ESTIMATORS["kinetic_cv"](self.state)
-            potential = ESTIMATORS["potential"](self.state)
-            for i, path in enumerate(paths):
-                atoms = self.state.to_atoms(i)
-                atoms.info.update(kinetic_cv=float(kinetic[i]), potential=float(potential[i]))
-                ase_write(path, atoms, append=True)
-
-        self.attach(write, interval)
-        return paths
+        writer = self.write_trajectory(pattern, interval, info=centroid_energies, keep_open=False)
+        return writer.paths
 
     def step(self) -> RingPolymerState:
         """Advance every ring polymer by one time step (one force call)."""
         self.state = self.integrator.step(self.state, self.modes, self._compute)
         return self.state
 
-    def run(self, steps: int, progress: bool = False) -> RingPolymerState:
-        """Run `steps` steps, calling observers; `progress` shows a rich progress bar."""
-        if steps < 0:
-            raise ValueError(f"steps must be non-negative, got {steps}")
-        if self.state.step == 0:
-            self._call_observers()
-        if not progress:
-            for _ in range(steps):
-                self.step()
-                self._call_observers()
-            return self.state
-        from rich.progress import Progress
+    def _progress_label(self) -> str:
+        return f"PIMD ({self.state.n_replicas}×{self.state.n_beads} beads)"
 
-        with Progress(transient=True) as bar:
-            task = bar.add_task(
-                f"PIMD ({self.state.n_replicas}×{self.state.n_beads} beads)", total=steps
-            )
-            for _ in range(steps):
-                self.step()
-                self._call_observers()
-                bar.advance(task)
-        return self.state
+
+def centroid_energies(state: RingPolymerState) -> dict[str, np.ndarray]:
+    """Per replica: centroid-virial kinetic energy and bead-averaged potential (eV)."""
+    return {
+        "kinetic_cv": ESTIMATORS["kinetic_cv"](state),
+        "potential": ESTIMATORS["potential"](state),
+    }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 from ase import units
+
 from mlipserve.simulation.pimd.normal_modes import ring_polymer_frequency
 from mlipserve.simulation.pimd.ring_polymer import RingPolymerState
 

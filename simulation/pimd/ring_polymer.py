@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
+
 from mlipserve.simulation.pimd.normal_modes import NormalModes
 from mlipserve.wire import SystemArrays
 
@@ -96,11 +97,13 @@ class RingPolymerState:
             if not np.allclose(atoms.get_masses(), first.get_masses()):
                 raise ValueError(f"replica {i} has other masses than replica 0")
         if seeds is None or np.ndim(seeds) == 0:
-            seeds = [int(seeds or 0) + i for i in range(r)]
-        seeds = list(seeds)
-        if len(seeds) != r:
-            raise ValueError(f"{len(seeds)} seeds for {r} replicas")
-        rngs = [np.random.default_rng(int(s)) for s in seeds]
+            first_seed = 0 if seeds is None else int(np.asarray(seeds))
+            seed_list = [first_seed + i for i in range(r)]
+        else:
+            seed_list = list(np.asarray(seeds))
+        if len(seed_list) != r:
+            raise ValueError(f"{len(seed_list)} seeds for {r} replicas")
+        rngs = [np.random.default_rng(int(s)) for s in seed_list]
         masses = first.get_masses().astype(float)
         beads = [[atoms.copy() for _ in range(n_beads)] for atoms in images]
         positions = np.array([[b.positions for b in row] for row in beads], dtype=float)
@@ -183,8 +186,13 @@ class RingPolymerState:
     def to_atoms(self, r: int, bead: int | None = None) -> Atoms:
         """Replica r's centroid (bead None) or one bead as ase.Atoms (with its results)."""
         q = self.centroid[r] if bead is None else self.positions[r, bead]
-        atoms = Atoms(numbers=self.numbers, positions=q, cell=self.cell[r], pbc=self.pbc[r],
-                      masses=self.masses)
+        atoms = Atoms(
+            numbers=self.numbers,
+            positions=q,
+            cell=self.cell[r],
+            pbc=self.pbc[r],
+            masses=self.masses,
+        )
         if bead is not None and self.forces is not None and self.energies is not None:
             atoms.calc = SinglePointCalculator(
                 atoms, energy=float(self.energies[r, bead]), forces=self.forces[r, bead].copy()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import units
+
 from mlipserve.simulation.pimd.normal_modes import NormalModes
 
 
@@ -35,14 +36,8 @@ def _mode_kinetic(pm: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PILE_L:
-    """PILE-L: Langevin on every normal mode; centroid friction 1/τ, internal 2λω_k.
-
-    Args:
-        tau: centroid relaxation time τ in ASE time (`100 * ase.units.fs`); `inf` leaves the
-            centroid unthermostatted.
-        scale: λ, the internal modes' friction in units of critical damping (γ_k = 2λω_k).
-    """
+class _PileParameters:
+    """τ (centroid) and λ (internal modes), checked: what both PILE thermostats take."""
 
     tau: float = 100 * units.fs
     scale: float = 1.0
@@ -52,6 +47,17 @@ class PILE_L:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if not self.scale >= 0:
             raise ValueError(f"scale must be non-negative, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class PILE_L(_PileParameters):
+    """PILE-L: Langevin on every normal mode; centroid friction 1/τ, internal 2λω_k.
+
+    Args:
+        tau: centroid relaxation time τ in ASE time (`100 * ase.units.fs`); `inf` leaves the
+            centroid unthermostatted.
+        scale: λ, the internal modes' friction in units of critical damping (γ_k = 2λω_k).
+    """
 
     def frictions(self, modes: NormalModes) -> np.ndarray:
         """γ_k (P,): γ_0 = 1/τ, γ_k = 2λω_k for k > 0."""
@@ -67,22 +73,13 @@ class PILE_L:
 
 
 @dataclass(frozen=True)
-class PILE_G:
+class PILE_G(_PileParameters):
     """PILE-G: Langevin on internal modes (γ_k = 2λω_k), Bussi SVR on each replica's centroid.
 
     Args:
         tau: the centroid's stochastic-rescaling time τ in ASE time (`100 * ase.units.fs`).
         scale: λ for the internal modes.
     """
-
-    tau: float = 100 * units.fs
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.tau > 0:
-            raise ValueError(f"tau must be positive, got {self.tau}")
-        if not self.scale >= 0:
-            raise ValueError(f"scale must be non-negative, got {self.scale}")
 
     def __call__(
         self, pm: np.ndarray, masses: np.ndarray, modes: NormalModes, rngs: list, dt: float

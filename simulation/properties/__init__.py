@@ -22,8 +22,21 @@ from mlipserve.simulation.properties.vacancy import (
 )
 
 __all__ = [
-    "ElasticResult", "FccReference", "SegregationResult", "StressCheck", "SurfaceResult",
-    "VacancyResult", "check_stress", "cubic_born_criteria", "elastic_moduli", "elastic_tensor",
-    "random_fcc_alloy", "relaxed_fcc", "segregation_energies", "surface_energies",
-    "symmetric_tilt_gb", "vacancy_formation_energies", "voigt_to_matrix",
+    "ElasticResult",
+    "FccReference",
+    "SegregationResult",
+    "StressCheck",
+    "SurfaceResult",
+    "VacancyResult",
+    "check_stress",
+    "cubic_born_criteria",
+    "elastic_moduli",
+    "elastic_tensor",
+    "random_fcc_alloy",
+    "relaxed_fcc",
+    "segregation_energies",
+    "surface_energies",
+    "symmetric_tilt_gb",
+    "vacancy_formation_energies",
+    "voigt_to_matrix",
 ]

@@ -28,8 +28,9 @@ def guess_fcc_lattice_constant(symbol: str) -> float:
     if symbol not in atomic_numbers:
         raise ValueError(f"unknown element {symbol!r}")
     state = reference_states[atomic_numbers[symbol]]
-    if state and state.get("symmetry") == "fcc":
-        return float(state["a"])
+    a = state.get("a") if state else None
+    if state and state.get("symmetry") == "fcc" and isinstance(a, int | float):
+        return float(a)
     raise ValueError(f"{symbol} is not fcc in ASE's reference data; give the lattice constant")
 
 

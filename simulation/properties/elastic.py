@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+
+from mlipserve.simulation.plotting import new_panels, save
 from mlipserve.simulation.properties.bulk import check_atoms
-from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.properties.stress import deformed
 from mlipserve.simulation.relax import relax_batch
 
@@ -43,11 +44,16 @@ class ElasticResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (GPa)."""
-        return {"C_GPa": self.C.tolist(), "reference_stress_GPa": self.reference_stress.tolist(),
-                "strains": list(self.strains), "relaxed_ions": self.relaxed_ions,
-                "moduli_GPa": self.moduli, "born_stable": self.born_stable,
-                "eigenvalues_GPa": self.eigenvalues.tolist(),
-                "method": "stress-strain, central differences, Richardson fit in strain^2"}
+        return {
+            "C_GPa": self.C.tolist(),
+            "reference_stress_GPa": self.reference_stress.tolist(),
+            "strains": list(self.strains),
+            "relaxed_ions": self.relaxed_ions,
+            "moduli_GPa": self.moduli,
+            "born_stable": self.born_stable,
+            "eigenvalues_GPa": self.eigenvalues.tolist(),
+            "method": "stress-strain, central differences, Richardson fit in strain^2",
+        }
 
 
 def strain_matrix(voigt: np.ndarray) -> np.ndarray:
@@ -55,8 +61,9 @@ def strain_matrix(voigt: np.ndarray) -> np.ndarray:
     e = np.asarray(voigt, dtype=float)
     if e.shape != (6,):
         raise ValueError(f"Voigt strain must have shape (6,), got {e.shape}")
-    return np.array([[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2],
-                     [e[4] / 2, e[3] / 2, e[2]]])
+    return np.array(
+        [[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]]
+    )
 
 
 def strained_cells(atoms: Atoms, strains: Sequence[float]) -> list[Atoms]:
@@ -106,9 +113,16 @@ def elastic_tensor(
         C = coef[0].reshape(6, 6)
     sym = 0.5 * (C + C.T)
     eig = np.linalg.eigvalsh(sym)
-    return ElasticResult(C=C, reference_stress=stresses[0], strains=deltas,
-                         relaxed_ions=relax_ions, moduli=elastic_moduli(sym),
-                         born_stable=bool(eig.min() > 0), eigenvalues=eig, curves=curves)
+    return ElasticResult(
+        C=C,
+        reference_stress=stresses[0],
+        strains=deltas,
+        relaxed_ions=relax_ions,
+        moduli=elastic_moduli(sym),
+        born_stable=bool(eig.min() > 0),
+        eigenvalues=eig,
+        curves=curves,
+    )
 
 
 def elastic_moduli(C: np.ndarray) -> dict[str, float]:
@@ -147,23 +161,20 @@ def cubic_born_criteria(C: np.ndarray) -> dict[str, bool]:
     c11 = (C[0, 0] + C[1, 1] + C[2, 2]) / 3
     c12 = (C[0, 1] + C[1, 2] + C[0, 2]) / 3
     c44 = (C[3, 3] + C[4, 4] + C[5, 5]) / 3
-    return {"C11-C12>0": bool(c11 - c12 > 0), "C11+2C12>0": bool(c11 + 2 * c12 > 0),
-            "C44>0": bool(c44 > 0)}
+    return {
+        "C11-C12>0": bool(c11 - c12 > 0),
+        "C11+2C12>0": bool(c11 + 2 * c12 > 0),
+        "C44>0": bool(c44 > 0),
+    }
 
 
-def plot_elastic(result: ElasticResult, path: str | Path) -> Path:
+def plot_elastic(result: ElasticResult, path: str | Path, title: str | None = None) -> Path:
     """PNG: the 6×6 C_ij map (GPa) and the central differences D_ij(δ) vs δ²."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (ax0, ax1) = new_panels(2, 10, 4.2)
     im = ax0.imshow(result.C, cmap="viridis")
     for i in range(6):
         for j in range(6):
-            ax0.text(j, i, f"{result.C[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                     color="w")
+            ax0.text(j, i, f"{result.C[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w")
     labels = ["xx", "yy", "zz", "yz", "xz", "xy"]
     ax0.set_xticks(range(6), labels)
     ax0.set_yticks(range(6), labels)
@@ -176,4 +187,4 @@ def plot_elastic(result: ElasticResult, path: str | Path) -> Path:
     ax1.set_xlabel("δ² (strain magnitude squared)")
     ax1.set_ylabel("central difference (GPa)")
     ax1.legend()
-    return save_png(fig, path)
+    return save(fig, path, title)

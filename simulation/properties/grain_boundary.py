@@ -31,8 +31,9 @@ from ase import Atoms
 from ase.data import atomic_numbers
 from ase.lattice.cubic import FaceCenteredCubic
 from ase.neighborlist import neighbor_list
+
+from mlipserve.simulation.plotting import new_figure, save
 from mlipserve.simulation.properties.bulk import EV_PER_A2_TO_J_PER_M2
-from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 
@@ -53,10 +54,15 @@ class SegregationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
-        return {"solute": self.solute, "sites": self.sites.tolist(),
-                "distance_A": self.distances.tolist(), "segregation_eV": self.energies.tolist(),
-                "gb_energy_J_m2": self.gb_energy, "all_converged": self.converged,
-                "reference": "solute in a single crystal of the same orientation and size"}
+        return {
+            "solute": self.solute,
+            "sites": self.sites.tolist(),
+            "distance_A": self.distances.tolist(),
+            "segregation_eV": self.energies.tolist(),
+            "gb_energy_J_m2": self.gb_energy,
+            "all_converged": self.converged,
+            "reference": "solute in a single crystal of the same orientation and size",
+        }
 
 
 def _check_plane(plane: tuple[int, int, int]) -> tuple[int, int]:
@@ -66,21 +72,36 @@ def _check_plane(plane: tuple[int, int, int]) -> tuple[int, int]:
     return h, k
 
 
-def oriented_crystal(symbol: str, a: float, plane: tuple[int, int, int] = (3, 1, 0),
-                     size: tuple[int, int, int] = (1, 1, 1)) -> Atoms:
+def oriented_crystal(
+    symbol: str,
+    a: float,
+    plane: tuple[int, int, int] = (3, 1, 0),
+    size: tuple[int, int, int] = (1, 1, 1),
+) -> Atoms:
     """fcc crystal with x = [k −h 0], y = [h k 0], z = [001], cell × `size`, lowest y at 0."""
     h, k = _check_plane(plane)
     if a <= 0 or any(int(n) < 1 for n in size):
         raise ValueError("a must be positive and size three positive integers")
-    crystal = FaceCenteredCubic(directions=[[k, -h, 0], [h, k, 0], [0, 0, 1]], size=size,
-                                symbol=symbol, latticeconstant=a, pbc=True)
+    crystal = FaceCenteredCubic(
+        directions=[[k, -h, 0], [h, k, 0], [0, 0, 1]],
+        size=size,
+        symbol=symbol,
+        latticeconstant=a,
+        pbc=True,
+    )
     crystal.positions[:, 1] -= crystal.positions[:, 1].min()
     return crystal
 
 
 def symmetric_tilt_gb(
-    symbol: str, a: float, plane: tuple[int, int, int] = (3, 1, 0), *, periods: int = 2,
-    x_repeat: int = 1, z_repeat: int = 1, overlap: float = 0.7,
+    symbol: str,
+    a: float,
+    plane: tuple[int, int, int] = (3, 1, 0),
+    *,
+    periods: int = 2,
+    x_repeat: int = 1,
+    z_repeat: int = 1,
+    overlap: float = 0.7,
 ) -> Atoms:
     """A periodic bicrystal with two symmetric tilt boundaries at y = 0 and y = L.
 
@@ -107,8 +128,12 @@ def symmetric_tilt_gb(
         if p < q and p not in removed and q not in removed:
             removed.add(int(q))
     del gb[sorted(removed)]
-    gb.info.update(gb_planes=[0.0, float(length)], a=float(a), hkl=tuple(int(x) for x in plane),
-                   grain_size=(int(x_repeat), int(periods), int(z_repeat)))
+    gb.info.update(
+        gb_planes=[0.0, float(length)],
+        a=float(a),
+        hkl=tuple(int(x) for x in plane),
+        grain_size=(int(x_repeat), int(periods), int(z_repeat)),
+    )
     return gb
 
 
@@ -142,7 +167,12 @@ def _scaled_y(atoms: Atoms, factor: float) -> Atoms:
 
 
 def relax_boundary_normal(
-    provider: Any, gb: Atoms, *, fmax: float = 0.02, tol: float = 2e-4, max_iter: int = 5,
+    provider: Any,
+    gb: Atoms,
+    *,
+    fmax: float = 0.02,
+    tol: float = 2e-4,
+    max_iter: int = 5,
     h: float = 0.01,
 ) -> Atoms:
     """Relax positions and the cell length normal to the boundary until |σ_yy| < `tol` eV/Å³.
@@ -153,8 +183,12 @@ def relax_boundary_normal(
     pts: list[tuple[float, float, Atoms]] = []  # (length factor, σ_yy, relaxed atoms)
     trial = [(1.0, gb), (1.0 + h, _scaled_y(gb, 1.0 + h))]
     for _ in range(max_iter):
-        relaxed = [r.atoms for r in relax_batch(provider, [t for _, t in trial], fmax=fmax,
-                                                max_steps=2000, progress=False)]
+        relaxed = [
+            r.atoms
+            for r in relax_batch(
+                provider, [t for _, t in trial], fmax=fmax, max_steps=2000, progress=False
+            )
+        ]
         stress = provider.evaluate(relaxed, ("energy", "stress"))
         pts += [(f, float(r["stress"][1]), at) for (f, _), r, at in zip(trial, stress, relaxed)]
         pts.sort(key=lambda p: abs(p[1]))
@@ -215,23 +249,23 @@ def segregation_energies(
     seg = (e[3:] - e[0]) - (e[2] - e[1])
     area = float(np.linalg.norm(np.cross(gb.cell[0], gb.cell[2])))
     gb_energy = (e[0] - len(gb) * e[1] / len(bulk)) / (2 * area) * EV_PER_A2_TO_J_PER_M2
-    return SegregationResult(solute=solute, sites=idx, distances=distance_to_boundary(gb)[idx],
-                             energies=seg, gb_energy=float(gb_energy),
-                             converged=all(r.converged for r in results),
-                             boundary=results[0].atoms)
+    return SegregationResult(
+        solute=solute,
+        sites=idx,
+        distances=distance_to_boundary(gb)[idx],
+        energies=seg,
+        gb_energy=float(gb_energy),
+        converged=all(r.converged for r in results),
+        boundary=results[0].atoms,
+    )
 
 
-def plot_segregation(result: SegregationResult, path: str | Path) -> Path:
+def plot_segregation(result: SegregationResult, path: str | Path, title: str | None = None) -> Path:
     """PNG: segregation energy vs distance from the boundary plane."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(6, 4)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.plot(result.distances, result.energies, "o-")
     ax.set_xlabel("distance from boundary plane (Å)")
     ax.set_ylabel(f"E_seg of {result.solute} (eV)")
     ax.set_title(f"γ_GB = {result.gb_energy:.3f} J/m²")
-    return save_png(fig, path)
+    return save(fig, path, title)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
 from mlipserve.simulation.properties.bulk import check_atoms, voigt_to_matrix
 
 
@@ -32,9 +33,13 @@ class StressCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
-        return {"stress": self.stress.tolist(), "finite_difference": self.finite_difference.tolist(),
-                "asymmetry": self.asymmetry, "fd_asymmetry": self.fd_asymmetry,
-                "max_difference": self.max_difference}
+        return {
+            "stress": self.stress.tolist(),
+            "finite_difference": self.finite_difference.tolist(),
+            "asymmetry": self.asymmetry,
+            "fd_asymmetry": self.fd_asymmetry,
+            "max_difference": self.max_difference,
+        }
 
 
 def deformed(atoms: Atoms, gradient: np.ndarray) -> Atoms:
@@ -79,6 +84,10 @@ def check_stress(provider: Any, atoms: Atoms, h: float = 1e-4) -> StressCheck:
     stress = voigt_to_matrix(results[0]["stress"])
     energies = np.array([r["energy"] for r in results[1:]]).reshape(3, 3, 2)
     fd = (energies[..., 0] - energies[..., 1]) / (2.0 * h * atoms.get_volume())
-    return StressCheck(stress=stress, finite_difference=fd, asymmetry=asymmetry(stress),
-                       fd_asymmetry=asymmetry(fd),
-                       max_difference=float(np.abs(fd - stress).max()))
+    return StressCheck(
+        stress=stress,
+        finite_difference=fd,
+        asymmetry=asymmetry(stress),
+        fd_asymmetry=asymmetry(fd),
+        max_difference=float(np.abs(fd - stress).max()),
+    )

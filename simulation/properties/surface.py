@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import fcc100, fcc110, fcc111
+
+from mlipserve.simulation.plotting import new_figure, save
 from mlipserve.simulation.properties.bulk import (
     EV_PER_A2_TO_J_PER_M2,
     guess_fcc_lattice_constant,
     relaxed_fcc,
 )
-from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 BUILDERS = {"100": fcc100, "110": fcc110, "111": fcc111}
@@ -56,15 +57,29 @@ class SurfaceResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
-        return {"facet": self.facet, "layers": self.layers.tolist(), "area_A2": self.area,
-                "atoms_per_layer": self.atoms_per_layer, "energies_eV": self.energies.tolist(),
-                "bulk_energy_per_layer_eV": self.slope, "intercept_eV": self.intercept,
-                "gamma_eV_A2": self.gamma, "gamma_J_m2": self.gamma_j_m2,
-                "gamma_per_slab_eV_A2": self.gamma_per_slab.tolist(), "relaxed": self.relaxed}
+        return {
+            "facet": self.facet,
+            "layers": self.layers.tolist(),
+            "area_A2": self.area,
+            "atoms_per_layer": self.atoms_per_layer,
+            "energies_eV": self.energies.tolist(),
+            "bulk_energy_per_layer_eV": self.slope,
+            "intercept_eV": self.intercept,
+            "gamma_eV_A2": self.gamma,
+            "gamma_J_m2": self.gamma_j_m2,
+            "gamma_per_slab_eV_A2": self.gamma_per_slab.tolist(),
+            "relaxed": self.relaxed,
+        }
 
 
-def fcc_slab(symbol: str, facet: str, n_layers: int, a: float,
-             size: tuple[int, int] = (1, 1), vacuum: float = 8.0) -> Atoms:
+def fcc_slab(
+    symbol: str,
+    facet: str,
+    n_layers: int,
+    a: float,
+    size: tuple[int, int] = (1, 1),
+    vacuum: float = 8.0,
+) -> Atoms:
     """An fcc(`facet`) slab of `n_layers` layers, periodic in all three directions."""
     if facet not in BUILDERS:
         raise ValueError(f"facet must be one of {sorted(BUILDERS)}, got {facet!r}")
@@ -75,8 +90,11 @@ def fcc_slab(symbol: str, facet: str, n_layers: int, a: float,
     return slab
 
 
-def fit_surface_energy(layers: Sequence[int], energies: Sequence[float], area: float,
-                       ) -> tuple[float, float, float, np.ndarray]:
+def fit_surface_energy(
+    layers: Sequence[int],
+    energies: Sequence[float] | np.ndarray,
+    area: float,
+) -> tuple[float, float, float, np.ndarray]:
     """Fit E(n) = n·ε + c; return ε, c, γ = c/2A and γ_n = (E_n − n·ε)/2A (eV/Å²)."""
     n = np.asarray(layers, dtype=float)
     e = np.asarray(energies, dtype=float)
@@ -85,7 +103,12 @@ def fit_surface_energy(layers: Sequence[int], energies: Sequence[float], area: f
     if area <= 0:
         raise ValueError(f"area must be positive, got {area}")
     slope, intercept = np.polyfit(n, e, 1)
-    return float(slope), float(intercept), float(intercept / (2 * area)), (e - n * slope) / (2 * area)
+    return (
+        float(slope),
+        float(intercept),
+        float(intercept / (2 * area)),
+        (e - n * slope) / (2 * area),
+    )
 
 
 def surface_energies(
@@ -114,9 +137,13 @@ def surface_energies(
     for facet in facets:
         if facet not in BUILDERS:
             raise ValueError(f"facet must be one of {sorted(BUILDERS)}, got {facet!r}")
-        chosen = (DEFAULT_LAYERS[facet] if layers is None else
-                  layers.get(facet, DEFAULT_LAYERS[facet]) if isinstance(layers, Mapping)
-                  else layers)
+        chosen = (
+            DEFAULT_LAYERS[facet]
+            if layers is None
+            else layers.get(facet, DEFAULT_LAYERS[facet])
+            if isinstance(layers, Mapping)
+            else layers
+        )
         plan[facet] = sorted({int(n) for n in chosen})
         if len(plan[facet]) < 2 or plan[facet][0] < 1:
             raise ValueError(f"({facet}): need two distinct positive layer counts, got {chosen}")
@@ -124,37 +151,52 @@ def surface_energies(
         a = relaxed_fcc(provider, [symbol])[symbol].a
     slabs = [fcc_slab(symbol, f, n, a, size, vacuum) for f in facets for n in plan[f]]
     if relax:
-        flat = np.array([r.energy for r in relax_batch(
-            provider, slabs, fmax=fmax, max_steps=max_steps, progress=progress)])
+        flat = np.array(
+            [
+                r.energy
+                for r in relax_batch(
+                    provider, slabs, fmax=fmax, max_steps=max_steps, progress=progress
+                )
+            ]
+        )
     else:
         flat = np.array([r["energy"] for r in provider.evaluate(slabs, ("energy",))])
     out, start = {}, 0
     for facet in facets:
         counts = plan[facet]
-        slab, energies = slabs[start], flat[start:start + len(counts)]
+        slab, energies = slabs[start], flat[start : start + len(counts)]
         start += len(counts)
         area = float(np.linalg.norm(np.cross(slab.cell[0], slab.cell[1])))
         slope, intercept, gamma, per_slab = fit_surface_energy(counts, energies, area)
         out[facet] = SurfaceResult(
-            facet=facet, layers=np.array(counts), area=area,
-            atoms_per_layer=len(slab) // counts[0], energies=energies, slope=slope,
-            intercept=intercept, gamma=gamma, gamma_per_slab=per_slab, relaxed=relax)
+            facet=facet,
+            layers=np.array(counts),
+            area=area,
+            atoms_per_layer=len(slab) // counts[0],
+            energies=energies,
+            slope=slope,
+            intercept=intercept,
+            gamma=gamma,
+            gamma_per_slab=per_slab,
+            relaxed=relax,
+        )
     return out
 
 
-def plot_surface_energies(results: dict[str, SurfaceResult], path: str | Path) -> Path:
+def plot_surface_energies(
+    results: dict[str, SurfaceResult], path: str | Path, title: str | None = None
+) -> Path:
     """PNG: γ_n per facet vs thickness (J/m²), with the fitted γ as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(6, 4)
     for facet, res in results.items():
-        (line,) = ax.plot(res.layers, res.gamma_per_slab * EV_PER_A2_TO_J_PER_M2, "o-",
-                          label=f"({facet}) γ = {res.gamma_j_m2:.3f} J/m²")
+        (line,) = ax.plot(
+            res.layers,
+            res.gamma_per_slab * EV_PER_A2_TO_J_PER_M2,
+            "o-",
+            label=f"({facet}) γ = {res.gamma_j_m2:.3f} J/m²",
+        )
         ax.axhline(res.gamma_j_m2, ls="--", color=line.get_color(), lw=0.8)
     ax.set_xlabel("slab thickness (layers)")
     ax.set_ylabel("γ_n = (E_n − n ε) / 2A  (J/m²)")
     ax.legend(fontsize=8)
-    return save_png(fig, path)
+    return save(fig, path, title)

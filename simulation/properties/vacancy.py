@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+
+from mlipserve.simulation.plotting import new_figure, save
 from mlipserve.simulation.properties.bulk import (
     check_atoms,
     guess_fcc_lattice_constant,
     relaxed_fcc,
 )
-from mlipserve.simulation.properties.figures import save_png
 from mlipserve.simulation.relax import relax_batch
 
 HEA_ELEMENTS = ("Cu", "Ni", "Pd", "Ag", "Au", "Pt", "Al")
@@ -52,21 +53,32 @@ class VacancyResult:
         for name, values in (("unrelaxed", self.unrelaxed), ("relaxed", self.relaxed)):
             if values is None:
                 continue
-            out[name] = {"mean": float(values.mean()), "std": float(values.std()),
-                         "min": float(values.min()), "max": float(values.max()),
-                         "by_species": {s: float(values[np.array(self.species) == s].mean())
-                                        for s in sorted(set(self.species))}}
+            out[name] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "by_species": {
+                    s: float(values[np.array(self.species) == s].mean())
+                    for s in sorted(set(self.species))
+                },
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (eV)."""
-        return {"reference": "mu_X = E/atom of pure fcc X at its own equilibrium a (same model)",
-                "mu_eV": self.mu, "bulk_energy_eV": self.bulk_energy,
-                "formula": self.bulk.get_chemical_formula(), "sites": self.sites.tolist(),
-                "species": self.species, "unrelaxed_eV": self.unrelaxed.tolist(),
-                "relaxed_eV": None if self.relaxed is None else self.relaxed.tolist(),
-                "converged": None if self.converged is None else self.converged.tolist(),
-                "summary": self.summary()}
+        return {
+            "reference": "mu_X = E/atom of pure fcc X at its own equilibrium a (same model)",
+            "mu_eV": self.mu,
+            "bulk_energy_eV": self.bulk_energy,
+            "formula": self.bulk.get_chemical_formula(),
+            "sites": self.sites.tolist(),
+            "species": self.species,
+            "unrelaxed_eV": self.unrelaxed.tolist(),
+            "relaxed_eV": None if self.relaxed is None else self.relaxed.tolist(),
+            "converged": None if self.converged is None else self.converged.tolist(),
+            "summary": self.summary(),
+        }
 
 
 def random_fcc_alloy(
@@ -126,8 +138,14 @@ def vacancy_formation_energies(
     missing = [s for s in elements if s not in mu]
     if missing:
         raise ValueError(f"no chemical potential for {missing}")
-    (bulk_res,) = relax_batch(provider, [atoms], fmax=min(fmax, 0.01), max_steps=max_steps,
-                              relax_cell=relax_bulk_cell, progress=False)
+    (bulk_res,) = relax_batch(
+        provider,
+        [atoms],
+        fmax=min(fmax, 0.01),
+        max_steps=max_steps,
+        relax_cell=relax_bulk_cell,
+        progress=False,
+    )
     relaxed_bulk = bulk_res.atoms
     relaxed_bulk.calc = None
     cells = []
@@ -145,19 +163,25 @@ def vacancy_formation_energies(
         done = relax_batch(provider, cells, fmax=fmax, max_steps=max_steps, progress=progress)
         relaxed = np.array([r.energy for r in done]) - e_bulk + mu_site
         converged = np.array([r.converged for r in done])
-    return VacancyResult(sites=idx, species=species, unrelaxed=unrelaxed, relaxed=relaxed,
-                         mu={s: float(mu[s]) for s in elements}, bulk_energy=e_bulk,
-                         bulk=relaxed_bulk, converged=converged)
+    return VacancyResult(
+        sites=idx,
+        species=species,
+        unrelaxed=unrelaxed,
+        relaxed=relaxed,
+        mu={s: float(mu[s]) for s in elements},
+        bulk_energy=e_bulk,
+        bulk=relaxed_bulk,
+        converged=converged,
+    )
 
 
-def plot_vacancy_histogram(result: VacancyResult, path: str | Path, bins: int = 20) -> Path:
+def plot_vacancy_histogram(
+    result: VacancyResult, path: str | Path, bins: int = 20, title: str | None = None
+) -> Path:
     """PNG: histograms of unrelaxed and relaxed vacancy formation energies."""
-    import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(6, 4)
     series = [("unrelaxed", result.unrelaxed)]
     if result.relaxed is not None:
         series.append(("relaxed", result.relaxed))
@@ -167,11 +191,17 @@ def plot_vacancy_histogram(result: VacancyResult, path: str | Path, bins: int = 
         lo, hi = lo - 0.05, hi + 0.05
     edges = np.histogram_bin_edges(values_all, bins=bins, range=(lo, hi))
     for name, values in series:
-        ax.hist(values, bins=edges, alpha=0.6,
-                label=f"{name}: mean {values.mean():.3f}, std {values.std():.3f} eV")
+        ax.hist(
+            values,
+            bins=edges.tolist(),
+            alpha=0.6,
+            label=f"{name}: mean {values.mean():.3f}, std {values.std():.3f} eV",
+        )
     ax.set_xlabel("vacancy formation energy (eV)")
     ax.set_ylabel("sites")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    assert isinstance(locator, MaxNLocator)  # a linear axis' AutoLocator
+    locator.set_params(integer=True)
     ax.set_title(f"{result.bulk.get_chemical_formula()}: μ_X from pure fcc X")
     ax.legend(fontsize=8)
-    return save_png(fig, path)
+    return save(fig, path, title)

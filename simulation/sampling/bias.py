@@ -22,18 +22,22 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms
-from mlipserve.simulation.integrators import Integrator
+
 from mlipserve.simulation.md import MolecularDynamics
+from mlipserve.simulation.md.integrators import Integrator
+from mlipserve.simulation.md.state import MDState
 from mlipserve.simulation.provider import ForceProvider
 from mlipserve.simulation.sampling.cvs import CV
-from mlipserve.simulation.state import MDState
 
 
 @runtime_checkable
 class Bias(Protocol):
     """A potential V(s) on the values of its CVs; may differ per replica."""
 
-    cvs: Sequence[CV]
+    @property
+    def cvs(self) -> Sequence[CV]:
+        """The CVs whose values (R, d) `energy` takes, in order."""
+        ...
 
     def energy(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """V (R,) in eV and ∂V/∂s (R, d) for CV values (R, d) of R replicas."""
@@ -62,12 +66,13 @@ class HarmonicRestraint:
     window. Differences of periodic CVs take the nearest image.
     """
 
-    def __init__(self, cv: CV, centers: Sequence[float] | float,
-                 kappa: Sequence[float] | float) -> None:
+    def __init__(
+        self, cv: CV, centers: Sequence[float] | float, kappa: Sequence[float] | float
+    ) -> None:
         self.cvs = [cv]
         self.centers = np.atleast_1d(np.asarray(centers, dtype=float))
-        kappa = np.asarray(kappa, dtype=float)
-        self.kappa = np.full(len(self.centers), float(kappa)) if kappa.ndim == 0 else kappa
+        kappas = np.asarray(kappa, dtype=float)
+        self.kappa = np.full(len(self.centers), float(kappas)) if kappas.ndim == 0 else kappas
         if self.centers.ndim != 1 or len(self.centers) == 0:
             raise ValueError(f"centers must be a list of window centres, got {centers!r}")
         if self.kappa.shape != self.centers.shape:
@@ -83,14 +88,17 @@ class HarmonicRestraint:
     def energy(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """V (R,) and ∂V/∂s (R, 1); replica r feels window r."""
         if len(values) != self.n_windows:
-            raise ValueError(f"{len(values)} replicas for a restraint with {self.n_windows} windows")
+            raise ValueError(
+                f"{len(values)} replicas for a restraint with {self.n_windows} windows"
+            )
         delta = wrap(values[:, 0] - self.centers, self.cvs[0].period)
         return 0.5 * self.kappa * delta**2, (self.kappa * delta)[:, None]
 
     def matrix(self, samples: np.ndarray) -> np.ndarray:
         """V_k(s_n) of every window k at every sample s_n: (K, N) in eV (for MBAR/WHAM)."""
-        delta = wrap(np.asarray(samples, float)[None, :] - self.centers[:, None],
-                     self.cvs[0].period)
+        delta = wrap(
+            np.asarray(samples, float)[None, :] - self.centers[:, None], self.cvs[0].period
+        )
         return 0.5 * self.kappa[:, None] * delta**2
 
 
@@ -174,13 +182,21 @@ class SamplingMD(MolecularDynamics):
     thermostat's kick to them is dropped (not booked in `thermostat_energy`).
     """
 
-    def __init__(self, provider: BiasedProvider, state: MDState, integrator: Integrator,
-                 fixed: np.ndarray | None = None) -> None:
+    provider: BiasedProvider
+
+    def __init__(
+        self,
+        provider: BiasedProvider,
+        state: MDState,
+        integrator: Integrator,
+        fixed: np.ndarray | None = None,
+    ) -> None:
         if fixed is not None:
             fixed = np.asarray(fixed, dtype=bool)
             if fixed.shape != (len(state.positions),):
-                raise ValueError(f"fixed mask has shape {fixed.shape}, expected "
-                                 f"({len(state.positions)},)")
+                raise ValueError(
+                    f"fixed mask has shape {fixed.shape}, expected ({len(state.positions)},)"
+                )
         self.fixed = fixed if fixed is not None and fixed.any() else None
         self.anchor = None if self.fixed is None else state.positions[self.fixed].copy()
         super().__init__(provider, state, integrator)
@@ -192,6 +208,7 @@ class SamplingMD(MolecularDynamics):
             state = state.replace(positions=positions, momenta=momenta)
         state = super()._evaluate(state)
         if self.fixed is not None:
+            assert state.forces is not None  # just evaluated
             forces = state.forces.copy()
             forces[self.fixed] = 0.0
             state = state.replace(forces=forces)

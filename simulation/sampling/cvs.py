@@ -91,8 +91,9 @@ class Position(CV):
     `axis` is 0, 1, 2 (x, y, z) or a direction vector (normalised here); `origin` o in Å.
     """
 
-    def __init__(self, index: int, axis: int | Sequence[float] = 0,
-                 origin: Sequence[float] = (0.0, 0.0, 0.0)) -> None:
+    def __init__(
+        self, index: int, axis: int | Sequence[float] = 0, origin: Sequence[float] = (0.0, 0.0, 0.0)
+    ) -> None:
         if isinstance(axis, (int, np.integer)):
             if axis not in (0, 1, 2):
                 raise ValueError(f"axis must be 0, 1 or 2 (x, y, z) or a vector, got {axis}")
@@ -217,8 +218,14 @@ class Coordination(CV):
     With B omitted (or equal to A), each pair of A is counted once.
     """
 
-    def __init__(self, group_a: Sequence[int], group_b: Sequence[int] | None = None,
-                 r0: float = 2.5, n: int = 6, m: int = 12) -> None:
+    def __init__(
+        self,
+        group_a: Sequence[int],
+        group_b: Sequence[int] | None = None,
+        r0: float = 2.5,
+        n: int = 6,
+        m: int = 12,
+    ) -> None:
         if not r0 > 0:
             raise ValueError(f"the switching distance r0 must be positive, got {r0}")
         if not 0 < n < m:
@@ -228,7 +235,7 @@ class Coordination(CV):
         if not a or not b:
             raise ValueError("coordination groups must not be empty")
         if group_b is None or sorted(a) == sorted(b):
-            pairs = [(x, y) for idx, x in enumerate(a) for y in a[idx + 1:]]
+            pairs = [(x, y) for idx, x in enumerate(a) for y in a[idx + 1 :]]
         else:
             pairs = sorted({(min(x, y), max(x, y)) for x in a for y in b if x != y})
         if not pairs:
@@ -257,8 +264,9 @@ class Coordination(CV):
         f, df = self.switching(r)
         g = (df / r)[..., None] * d
         grads = np.zeros_like(positions)
+        by_atom = np.moveaxis(grads, 1, 0)  # a view (n, R, 3): add.at accumulates into grads
         for col, sign in ((b, 1.0), (a, -1.0)):
-            np.add.at(grads, (slice(None), col), sign * g)
+            np.add.at(by_atom, col, sign * np.moveaxis(g, 1, 0))
         return f.sum(-1), grads
 
 
@@ -270,20 +278,27 @@ class PathCV(CV):
     and z = −(1/λ) ln Σ_i e^{−λ d_i} (Å²). λ defaults to 2.3 / mean d(image i, image i+1).
     """
 
-    def __init__(self, images: Sequence[np.ndarray], indices: Sequence[int] | None = None,
-                 lam: float | None = None, component: str = "s") -> None:
-        images = np.asarray(images, dtype=float)
-        if images.ndim != 3 or images.shape[-1] != 3 or len(images) < 2:
-            raise ValueError(f"a path needs at least 2 images of shape (n, 3), got {images.shape}")
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        indices: Sequence[int] | None = None,
+        lam: float | None = None,
+        component: str = "s",
+    ) -> None:
+        frames = np.asarray(images, dtype=float)
+        if frames.ndim != 3 or frames.shape[-1] != 3 or len(frames) < 2:
+            raise ValueError(f"a path needs at least 2 images of shape (n, 3), got {frames.shape}")
         if component not in ("s", "z"):
-            raise ValueError(f"component must be 's' (progress) or 'z' (distance), got {component!r}")
-        n_atoms = images.shape[1]
+            raise ValueError(
+                f"component must be 's' (progress) or 'z' (distance), got {component!r}"
+            )
+        n_atoms = frames.shape[1]
         self.indices = np.arange(n_atoms) if indices is None else np.asarray(indices, dtype=int)
         if len(self.indices) == 0:
             raise ValueError("a path CV needs at least one atom")
         check_indices(self.indices.tolist(), n_atoms, "PathCV")
         self.n_atoms = n_atoms
-        self.images = images[:, self.indices]
+        self.images = frames[:, self.indices]
         steps = ((self.images[1:] - self.images[:-1]) ** 2).sum(-1).mean(-1)
         if lam is None:
             if not np.all(steps > 0):
@@ -293,7 +308,7 @@ class PathCV(CV):
             raise ValueError(f"λ must be positive, got {lam}")
         self.lam = float(lam)
         self.component = component
-        self.t = np.linspace(0.0, 1.0, len(images))
+        self.t = np.linspace(0.0, 1.0, len(frames))
         self.name = f"path {component}"
 
     def check(self, n_atoms: int) -> None:

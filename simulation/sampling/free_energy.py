@@ -20,16 +20,19 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from ase import units
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from mlipserve.simulation.plotting import new_figure, save
+
 BiasMatrix = Callable[[np.ndarray], np.ndarray]
 
 
-def quiet_pymbar():
+def quiet_pymbar() -> ModuleType:
     """Import pymbar without its banner on stdout (the JAX notice)."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         import pymbar
@@ -73,35 +76,44 @@ class FreeEnergyProfile:
         i = int(np.flatnonzero(inside)[np.nanargmax(self.free_energy[inside])])
         return float(self.free_energy[i]), float(self.error[i])
 
-    def plot(self, path: str | Path, reference: tuple[np.ndarray, np.ndarray] | None = None,
-             title: str | None = None) -> Path:
+    def plot(
+        self,
+        path: str | Path,
+        reference: tuple[np.ndarray, np.ndarray] | None = None,
+        title: str | None = None,
+    ) -> Path:
         """Write F(s) with error bars (and a reference curve) as a PNG."""
         return plot_profiles([self], path, reference=reference, title=title)
 
 
 def plot_profiles(
-    profiles: Sequence[FreeEnergyProfile], path: str | Path,
-    reference: tuple[np.ndarray, np.ndarray] | None = None, title: str | None = None,
+    profiles: Sequence[FreeEnergyProfile],
+    path: str | Path,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+    title: str | None = None,
 ) -> Path:
     """Several profiles (± 1σ bands) and an optional reference (s, F) curve in one PNG."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 4.0), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = new_figure(5.5, 4.0)
     if reference is not None:
         ax.plot(reference[0], reference[1], color="k", lw=1.2, label="reference")
     for i, prof in enumerate(profiles):
-        ax.errorbar(prof.centers, prof.free_energy, yerr=prof.error, fmt="o-", ms=3, lw=1,
-                    capsize=2, color=f"C{i}", label=prof.method)
+        ax.errorbar(
+            prof.centers,
+            prof.free_energy,
+            yerr=prof.error,
+            fmt="o-",
+            ms=3,
+            lw=1,
+            capsize=2,
+            color=f"C{i}",
+            label=prof.method,
+        )
     if profiles:
         ax.set_xlabel(profiles[0].cv_name)
-        ax.set_title(title or f"free energy at {profiles[0].temperature_K:g} K", fontsize=9)
+        ax.set_title(f"free energy at {profiles[0].temperature_K:g} K", fontsize=9)
     ax.set_ylabel("F (eV)")
     ax.legend(loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return save(fig, path, title)
 
 
 def decorrelate(series: np.ndarray) -> np.ndarray:
@@ -152,8 +164,12 @@ def reference_bin(edges: np.ndarray, reference: float | None) -> int | None:
 
 
 def mbar_profile(
-    samples: Sequence[np.ndarray], bias: BiasMatrix, bin_edges: np.ndarray,
-    temperature_K: float, cv_name: str = "s", reference: float | None = None,
+    samples: Sequence[np.ndarray],
+    bias: BiasMatrix,
+    bin_edges: np.ndarray,
+    temperature_K: float,
+    cv_name: str = "s",
+    reference: float | None = None,
 ) -> FreeEnergyProfile:
     """MBAR histogram free energy (pymbar's `FES`), F_b = −k_BT ln(p_b/Δs), analytical errors.
 
@@ -170,16 +186,20 @@ def mbar_profile(
     x_n, n_k = stack_samples(samples)
     u_kn = reduced_bias(bias, x_n, len(n_k), 1.0 / kT)
     fes = pymbar.FES(u_kn, n_k, verbose=False)  # timings=False trips pymbar 4.0.3
-    fes.generate_fes(np.zeros(len(x_n)), x_n, fes_type="histogram",
-                     histogram_parameters={"bin_edges": edges})
+    fes.generate_fes(
+        np.zeros(len(x_n)), x_n, fes_type="histogram", histogram_parameters={"bin_edges": edges}
+    )
     centers = 0.5 * (edges[1:] + edges[:-1])
     filled = np.histogram(x_n, bins=edges)[0] > 0  # pymbar fails on bins without samples
     ref = reference_bin(edges, reference)
     if ref is not None and not filled[ref]:
         raise ValueError(f"the reference bin at {reference} holds no samples")
-    res = fes.get_fes(centers[filled], reference_point="from-lowest" if ref is None else
-                      "from-specified", fes_reference=None if ref is None else centers[ref],
-                      uncertainty_method="analytical")
+    res = fes.get_fes(
+        centers[filled],
+        reference_point="from-lowest" if ref is None else "from-specified",
+        fes_reference=None if ref is None else centers[ref],
+        uncertainty_method="analytical",
+    )
     free, error = np.full(len(centers), np.nan), np.full(len(centers), np.nan)
     free[filled], error[filled] = kT * res["f_i"], kT * res["df_i"]
     return FreeEnergyProfile(centers, free, error, "MBAR", float(temperature_K), cv_name)
@@ -206,23 +226,35 @@ def wham_free_energies(
         return value / total, grad[1:] / total
 
     start = np.zeros(len(n_k) - 1) if guess is None else guess[1:]
-    fit = minimize(objective, start, jac=True, method="L-BFGS-B",
-                   options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10000})
+    fit = minimize(
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10000},
+    )
     g = np.concatenate([[0.0], fit.x])
     with np.errstate(divide="ignore"):
         return np.log(counts) - logsumexp(log_n[:, None] + g[:, None] - u_kb, axis=0), g
 
 
 def wham_profile(
-    samples: Sequence[np.ndarray], bias: BiasMatrix, bin_edges: np.ndarray,
-    temperature_K: float, cv_name: str = "s", n_bootstrap: int = 100, seed: int = 0,
-    reference: float | None = None, refine: int = 5,
+    samples: Sequence[np.ndarray],
+    bias: BiasMatrix,
+    bin_edges: np.ndarray,
+    temperature_K: float,
+    cv_name: str = "s",
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    reference: float | None = None,
+    refine: int = 5,
 ) -> FreeEnergyProfile:
     """Histogram WHAM, errors by bootstrap of each window's samples.
 
     WHAM takes each window's bias at the centre of a bin; it solves on bins `refine` times
     finer than asked (that error falls as the bin width squared) and sums their
-    probabilities into the requested bins. Samples outside the bins are left out. F_b = −k_BT ln p_b relative to the
+    probabilities into the requested bins. Samples outside the bins are left out.
+    F_b = −k_BT ln p_b relative to the
     bin holding `reference` (default: the lowest bin); the error bar is the standard
     deviation of F_b − F_ref over `n_bootstrap` resamplings of each window (samples must be
     uncorrelated, see `decorrelate`).

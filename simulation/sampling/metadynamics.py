@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from mlipserve.simulation.integrators import langevin_baoab
+
+from mlipserve.simulation.md.integrators import langevin_baoab
+from mlipserve.simulation.md.state import MDState
+from mlipserve.simulation.plotting import new_figure, save
 from mlipserve.simulation.provider import ForceProvider
 from mlipserve.simulation.sampling.bias import Bias, BiasedProvider, SamplingMD, fixed_mask, wrap
 from mlipserve.simulation.sampling.cvs import CV
 from mlipserve.simulation.sampling.free_energy import FreeEnergyProfile
-from mlipserve.simulation.state import MDState
 
 
 class WellTemperedMetadynamics:
@@ -42,15 +44,22 @@ class WellTemperedMetadynamics:
         n_replicas: walkers of all copies; replica r belongs to copy r // (n_replicas/copies).
     """
 
-    def __init__(self, cvs: Sequence[CV], sigma: float | Sequence[float], height: float,
-                 bias_factor: float, temperature_K: float, n_replicas: int,
-                 copies: int = 1) -> None:
+    def __init__(
+        self,
+        cvs: Sequence[CV],
+        sigma: float | Sequence[float],
+        height: float,
+        bias_factor: float,
+        temperature_K: float,
+        n_replicas: int,
+        copies: int = 1,
+    ) -> None:
         self.cvs = list(cvs)
         if len(self.cvs) not in (1, 2):
             raise ValueError(f"metadynamics takes one or two CVs, got {len(self.cvs)}")
         d = len(self.cvs)
-        sigma = np.asarray(sigma, dtype=float)
-        self.sigma = np.full(d, float(sigma)) if sigma.ndim == 0 else sigma
+        sigmas = np.asarray(sigma, dtype=float)
+        self.sigma = np.full(d, float(sigmas)) if sigmas.ndim == 0 else sigmas
         if self.sigma.shape != (d,) or np.any(self.sigma <= 0):
             raise ValueError(f"sigma must be positive, one per CV ({d}), got {sigma}")
         if not height > 0:
@@ -106,8 +115,8 @@ class WellTemperedMetadynamics:
         out = np.zeros((self.copies, len(points)))
         for c in range(self.copies):
             for lo in range(0, len(points), chunk):
-                part = points[lo:lo + chunk]
-                out[c, lo:lo + chunk] = self._kernels(part, np.full(len(part), c))[0].sum(1)
+                part = points[lo : lo + chunk]
+                out[c, lo : lo + chunk] = self._kernels(part, np.full(len(part), c))[0].sum(1)
         return out
 
     def free_energy(self, points: np.ndarray) -> np.ndarray:
@@ -129,7 +138,7 @@ class MetadynamicsResult:
     def _estimate(self, points: np.ndarray, ref: int | None) -> tuple[np.ndarray, np.ndarray]:
         f = self.bias.free_energy(points)
         ref = int(np.argmin(f.mean(0))) if ref is None else ref
-        f = f - f[:, ref:ref + 1]
+        f = f - f[:, ref : ref + 1]
         err = f.std(0, ddof=1) / np.sqrt(len(f)) if len(f) > 1 else np.full(f.shape[1], np.nan)
         return f.mean(0), err
 
@@ -143,8 +152,9 @@ class MetadynamicsResult:
         grid = np.asarray(grid, dtype=float)
         ref = None if reference is None else int(np.argmin(np.abs(grid - reference)))
         free, err = self._estimate(grid[:, None], ref)
-        return FreeEnergyProfile(grid, free, err, "WT-metaD", self.bias.temperature_K,
-                                 self.bias.cvs[0].name)
+        return FreeEnergyProfile(
+            grid, free, err, "WT-metaD", self.bias.temperature_K, self.bias.cvs[0].name
+        )
 
     def surface(self, grid_x: np.ndarray, grid_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """2D F(s₁, s₂) on a grid, (len(grid_x), len(grid_y)): mean over copies and its error."""
@@ -154,31 +164,45 @@ class MetadynamicsResult:
         free, err = self._estimate(np.stack([gx.ravel(), gy.ravel()], 1), None)
         return free.reshape(gx.shape), err.reshape(gx.shape)
 
-    def plot_surface(self, grid_x: np.ndarray, grid_y: np.ndarray, path: str | Path,
-                     levels: int = 20) -> Path:
+    def plot_surface(
+        self,
+        grid_x: np.ndarray,
+        grid_y: np.ndarray,
+        path: str | Path,
+        levels: int = 20,
+        title: str | None = None,
+    ) -> Path:
         """Write the 2D free-energy surface as a filled-contour PNG (eV)."""
-        from matplotlib.figure import Figure
-
         free, _ = self.surface(grid_x, grid_y)
-        fig = Figure(figsize=(5.5, 4.5), layout="constrained")
-        ax = fig.add_subplot()
+        fig, ax = new_figure(5.5, 4.5)
         filled = ax.contourf(grid_x, grid_y, free.T, levels=levels, cmap="viridis")
         fig.colorbar(filled, ax=ax, label="F (eV)")
         ax.set_xlabel(self.bias.cvs[0].name)
         ax.set_ylabel(self.bias.cvs[1].name)
-        ax.set_title(f"WT-metaD, γ = {self.bias.bias_factor:g}, {self.bias.temperature_K:g} K",
-                     fontsize=9)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        return path
+        ax.set_title(
+            f"WT-metaD, γ = {self.bias.bias_factor:g}, {self.bias.temperature_K:g} K", fontsize=9
+        )
+        return save(fig, path, title)
 
 
 def run_metadynamics(
-    provider: ForceProvider, starts: Atoms | Sequence[Atoms], cvs: Sequence[CV],
-    sigma: float | Sequence[float], height: float, bias_factor: float, temperature_K: float,
-    *, dt: float, friction: float, steps: int, pace: int, walkers: int = 1, copies: int = 1,
-    extra_biases: Sequence[Bias] = (), seed: int = 0, progress: bool = False,
+    provider: ForceProvider,
+    starts: Atoms | Sequence[Atoms],
+    cvs: Sequence[CV],
+    sigma: float | Sequence[float],
+    height: float,
+    bias_factor: float,
+    temperature_K: float,
+    *,
+    dt: float,
+    friction: float,
+    steps: int,
+    pace: int,
+    walkers: int = 1,
+    copies: int = 1,
+    extra_biases: Sequence[Bias] = (),
+    seed: int = 0,
+    progress: bool = False,
 ) -> MetadynamicsResult:
     """Run `copies` × `walkers` replicas in one batch; each copy's walkers share one bias.
 
@@ -197,10 +221,15 @@ def run_metadynamics(
     if steps < 1 or pace < 1:
         raise ValueError("steps and pace must be ≥ 1")
     bias = WellTemperedMetadynamics(cvs, sigma, height, bias_factor, temperature_K, n, copies)
-    state = MDState.from_atoms(images, temperature_K=temperature_K,
-                               seeds=[seed + i for i in range(n)])
-    md = SamplingMD(BiasedProvider(provider, [bias, *extra_biases]), state,
-                    langevin_baoab(dt, temperature_K, friction), fixed=fixed_mask(images))
+    state = MDState.from_atoms(
+        images, temperature_K=temperature_K, seeds=[seed + i for i in range(n)]
+    )
+    md = SamplingMD(
+        BiasedProvider(provider, [bias, *extra_biases]),
+        state,
+        langevin_baoab(dt, temperature_K, friction),
+        fixed=fixed_mask(images),
+    )
     history: list[np.ndarray] = []
 
     def deposit() -> None:

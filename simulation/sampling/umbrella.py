@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
-from mlipserve.simulation.integrators import langevin_baoab
+
+from mlipserve.simulation.md.integrators import langevin_baoab
+from mlipserve.simulation.md.state import MDState
 from mlipserve.simulation.provider import ForceProvider
 from mlipserve.simulation.sampling.bias import (
     BiasedProvider,
@@ -35,7 +37,6 @@ from mlipserve.simulation.sampling.free_energy import (
     mbar_profile,
     wham_profile,
 )
-from mlipserve.simulation.state import MDState
 
 
 @dataclass
@@ -63,9 +64,14 @@ class UmbrellaResult:
         """Evenly spaced edges spanning the sampled range."""
         return np.linspace(self.samples.min(), self.samples.max() + 1e-9, n_bins + 1)
 
-    def profile(self, bin_edges: np.ndarray | int = 40, method: str = "mbar",
-                reference: float | None = None, n_bootstrap: int = 100,
-                seed: int = 0) -> FreeEnergyProfile:
+    def profile(
+        self,
+        bin_edges: np.ndarray | int = 40,
+        method: str = "mbar",
+        reference: float | None = None,
+        n_bootstrap: int = 100,
+        seed: int = 0,
+    ) -> FreeEnergyProfile:
         """F(s) on the bins by 'mbar' (analytical errors) or 'wham' (bootstrap errors).
 
         F = 0 at the bin holding `reference` (default: the lowest bin).
@@ -73,12 +79,25 @@ class UmbrellaResult:
         edges = self.default_bins(bin_edges) if isinstance(bin_edges, int) else bin_edges
         samples = self.decorrelated()
         if method == "mbar":
-            return mbar_profile(samples, self.restraint.matrix, edges, self.temperature_K,
-                                self.cv.name, reference=reference)
+            return mbar_profile(
+                samples,
+                self.restraint.matrix,
+                edges,
+                self.temperature_K,
+                self.cv.name,
+                reference=reference,
+            )
         if method == "wham":
-            return wham_profile(samples, self.restraint.matrix, edges, self.temperature_K,
-                                self.cv.name, n_bootstrap=n_bootstrap, seed=seed,
-                                reference=reference)
+            return wham_profile(
+                samples,
+                self.restraint.matrix,
+                edges,
+                self.temperature_K,
+                self.cv.name,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                reference=reference,
+            )
         raise ValueError(f"method must be 'mbar' or 'wham', got {method!r}")
 
 
@@ -109,10 +128,20 @@ def starts_along_path(images: Sequence[Atoms], cv: CV, centers: Sequence[float])
 
 
 def run_umbrella(
-    provider: ForceProvider, starts: Atoms | Sequence[Atoms], cv: CV,
-    centers: Sequence[float], kappa: float | Sequence[float], temperature_K: float, *,
-    dt: float, friction: float, steps: int, equilibration: int = 0, stride: int = 1,
-    seed: int = 0, progress: bool = False,
+    provider: ForceProvider,
+    starts: Atoms | Sequence[Atoms],
+    cv: CV,
+    centers: Sequence[float],
+    kappa: float | Sequence[float],
+    temperature_K: float,
+    *,
+    dt: float,
+    friction: float,
+    steps: int,
+    equilibration: int = 0,
+    stride: int = 1,
+    seed: int = 0,
+    progress: bool = False,
 ) -> UmbrellaResult:
     """Run all windows as one batch of replicas (one provider call per step).
 
@@ -131,10 +160,15 @@ def run_umbrella(
         raise ValueError(f"{len(images)} starting structures for {k} windows")
     if steps < 1 or equilibration < 0 or stride < 1:
         raise ValueError("steps and stride must be ≥ 1 and equilibration ≥ 0")
-    state = MDState.from_atoms(images, temperature_K=temperature_K,
-                               seeds=[seed + i for i in range(k)])
-    md = SamplingMD(BiasedProvider(provider, [restraint]), state,
-                    langevin_baoab(dt, temperature_K, friction), fixed=fixed_mask(images))
+    state = MDState.from_atoms(
+        images, temperature_K=temperature_K, seeds=[seed + i for i in range(k)]
+    )
+    md = SamplingMD(
+        BiasedProvider(provider, [restraint]),
+        state,
+        langevin_baoab(dt, temperature_K, friction),
+        fixed=fixed_mask(images),
+    )
     md.run(equilibration, progress=progress)
     samples: list[np.ndarray] = []
     md.attach(lambda: samples.append(md.values[0][:, 0].copy()), stride)
@@ -144,5 +178,6 @@ def run_umbrella(
         atoms = md.state.to_atoms(r)
         atoms.set_constraint([c.copy() for c in images[r].constraints])
         final.append(atoms)
-    return UmbrellaResult(restraint, np.array(samples).T, float(temperature_K), stride, dt,
-                          md.calls, final)
+    return UmbrellaResult(
+        restraint, np.array(samples).T, float(temperature_K), stride, dt, md.calls, final
+    )

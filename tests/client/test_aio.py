@@ -9,8 +9,8 @@ import pytest
 from ase.build import bulk
 
 from mlipserve.client import AsyncClient, InvalidInput
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import morse
+from mlipserve.server.serving.local import LocalProvider
 
 
 def copper(seed):

@@ -16,17 +16,22 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.socketio import SocketClient, SocketIOCalculator
-from mlipserve.cli import app
-from mlipserve.client.ipi_driver import run_ipi_driver, unix_socket_path
 from typer.testing import CliRunner
 
+from mlipserve.cli import app
+from mlipserve.client.ipi_driver import run_ipi_driver, unix_socket_path
 from tests.conftest import free_port
 
 IPI = Path(sys.executable).with_name("i-pi")
 STEPS = 10
 BEADS = 4
-PROPERTIES = ("step", "conserved{electronvolt}", "potential{electronvolt}",
-              "kinetic_cv{electronvolt}", "pressure_cv{megapascal}")
+PROPERTIES = (
+    "step",
+    "conserved{electronvolt}",
+    "potential{electronvolt}",
+    "kinetic_cv{electronvolt}",
+    "pressure_cv{megapascal}",
+)
 
 XML = """<simulation verbosity="quiet" safe_stride="1000">
   <output prefix="sim">
@@ -69,22 +74,36 @@ def write_inputs(folder: Path, mode: str, batch: int = 1) -> tuple[str, int]:
     a, b, c = atoms.cell.lengths()
     header = f"# CELL(abcABC): {a} {b} {c} 90 90 90 cell{{angstrom}} positions{{angstrom}}"
     lines = [str(len(atoms)), header]
-    lines += [f"{s} {x:.17g} {y:.17g} {z:.17g}"
-              for s, (x, y, z) in zip(atoms.symbols, atoms.positions)]
+    lines += [
+        f"{s} {x:.17g} {y:.17g} {z:.17g}" for s, (x, y, z) in zip(atoms.symbols, atoms.positions)
+    ]
     (folder / "init.xyz").write_text("\n".join(lines) + "\n")
     address = f"mlipserve-{uuid.uuid4().hex[:10]}" if mode == "unix" else "127.0.0.1"
     port = free_port()
-    (folder / "input.xml").write_text(XML.format(
-        properties=", ".join(PROPERTIES), steps=STEPS, mode=mode, address=address, port=port,
-        batch=batch, beads=BEADS))
+    (folder / "input.xml").write_text(
+        XML.format(
+            properties=", ".join(PROPERTIES),
+            steps=STEPS,
+            mode=mode,
+            address=address,
+            port=port,
+            batch=batch,
+            beads=BEADS,
+        )
+    )
     return address, port
 
 
 def start_ipi(folder: Path) -> subprocess.Popen:
     """i-PI on folder/input.xml (its socket appears a moment later)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.Popen([str(IPI), "input.xml"], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [str(IPI), "input.xml"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for_socket(proc: subprocess.Popen, address: str, timeout: float = 30.0) -> None:
@@ -102,10 +121,11 @@ def finish(proc: subprocess.Popen, folder: Path) -> dict[str, np.ndarray]:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
     table = np.loadtxt(folder / "sim.out", ndmin=2)
-    beads = [ase.io.read(folder / f"sim.pos_{b}.extxyz", index=-1).positions
-             for b in range(BEADS)]
-    return {**{name: table[:, i] for i, name in enumerate(PROPERTIES)},
-            "positions": np.array(beads)}
+    beads = [ase.io.read(folder / f"sim.pos_{b}.extxyz", index=-1).positions for b in range(BEADS)]
+    return {
+        **{name: table[:, i] for i, name in enumerate(PROPERTIES)},
+        "positions": np.array(beads),
+    }
 
 
 def run_reference(folder: Path) -> dict[str, np.ndarray]:
@@ -127,15 +147,22 @@ def reference(tmp_path_factory):
 def run_bridge(folder: Path, server, mode: str, clients: int, batch: int = 1):
     address, port = write_inputs(folder, mode, batch)
     proc = start_ipi(folder)
-    report = run_ipi_driver(copper(), server.address, "emt", address=address, port=port,
-                            unix=mode == "unix", clients=clients)
+    report = run_ipi_driver(
+        copper(),
+        server.address,
+        "emt",
+        address=address,
+        port=port,
+        unix=mode == "unix",
+        clients=clients,
+    )
     return finish(proc, folder), report
 
 
-@pytest.mark.parametrize(("mode", "clients", "batch"),
-                         [("unix", 2, 1), ("inet", 1, BEADS)])
-def test_pimd_through_bridge_equals_ase_socket_client(reference, server, tmp_path, mode,
-                                                      clients, batch):
+@pytest.mark.parametrize(("mode", "clients", "batch"), [("unix", 2, 1), ("inet", 1, BEADS)])
+def test_pimd_through_bridge_equals_ase_socket_client(
+    reference, server, tmp_path, mode, clients, batch
+):
     """Same seed, same EMT: i-PI's energies, pressure and bead positions agree to 1e-8.
 
     Reference: the same i-PI input driven by ASE's SocketClient with ASE's EMT in-process
@@ -168,9 +195,23 @@ def test_ase_socket_server_through_cli_matches_emt(server, tmp_path):
     name = f"mlipserve-{uuid.uuid4().hex[:10]}"
     with SocketIOCalculator(unixsocket=name) as calc:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlipserve.cli", "ipi-driver", str(tmp_path / "init.xyz"),
-             "--unix", "--address", name, "--server", server.address, "--model", "emt"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "mlipserve.cli",
+                "ipi-driver",
+                str(tmp_path / "init.xyz"),
+                "--unix",
+                "--address",
+                name,
+                "--server",
+                server.address,
+                "--model",
+                "emt",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         got, want = [], []
         for seed in range(3):
             probe = copper()
@@ -212,13 +253,19 @@ def test_atom_count_mismatch_is_a_clear_error(server):
     assert failures
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["--server", "127.0.0.1:{dead}", "--server-wait", "0.5"], 1, "no server answered"),
-    (["--server", "{live}", "--model", "nope"], 2, "model 'nope' is not served"),
-    (["--server", "{live}", "--unix", "--address", "nothing-{dead}", "--wait", "0.3"], 1,
-     "no i-PI server listens at /tmp/ipi_nothing"),
-    (["--server", "{live}", "--clients", "0"], 2, "clients must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--server", "127.0.0.1:{dead}", "--server-wait", "0.5"], 1, "no server answered"),
+        (["--server", "{live}", "--model", "nope"], 2, "model 'nope' is not served"),
+        (
+            ["--server", "{live}", "--unix", "--address", "nothing-{dead}", "--wait", "0.3"],
+            1,
+            "no i-PI server listens at /tmp/ipi_nothing",
+        ),
+        (["--server", "{live}", "--clients", "0"], 2, "clients must be at least 1"),
+    ],
+)
 def test_bad_inputs_exit_with_a_clear_message(server, tmp_path, args, code, message):
     """Unreachable server, unknown model, no i-PI socket, no clients: message and exit code."""
     ase.io.write(tmp_path / "init.xyz", copper())
@@ -232,13 +279,16 @@ def test_elements_the_model_lacks_are_refused_before_connecting(server):
     """Iron is not in EMT's parameter set: the driver says so before it touches i-PI."""
     iron = bulk("Fe", "bcc", a=2.87, cubic=True)
     with pytest.raises(ValueError, match=r"model 'emt' does not cover the elements \['Fe'\]"):
-        run_ipi_driver(iron, server.address, "emt", address="never-used", unix=True,
-                       connect_wait_s=0)
+        run_ipi_driver(
+            iron, server.address, "emt", address="never-used", unix=True, connect_wait_s=0
+        )
 
 
 def test_driver_module_imports_without_torch():
     """The bridge is part of the thin client: importing it loads neither torch nor the server."""
-    code = ("import sys, mlipserve.client.ipi_driver; "
-            "bad = [m for m in ('torch', 'mlipserve.server') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, mlipserve.client.ipi_driver; "
+        "bad = [m for m in ('torch', 'mlipserve.server') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,7 +11,13 @@ from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
-from mlipserve.client import Client, DeadlineExceeded, RemoteCalculator, RetryPolicy, ServerUnavailable
+from mlipserve.client import (
+    Client,
+    DeadlineExceeded,
+    RemoteCalculator,
+    RetryPolicy,
+    ServerUnavailable,
+)
 from mlipserve.server.config import Settings
 from tests.conftest import ServerProcess, ServerThread, free_port
 

@@ -58,7 +58,9 @@ def test_every_rest_route_but_healthz_needs_a_key(secured):
                     assert reply.status_code == 200
                     continue
                 assert reply.status_code == 401, (method, route.path, reply.status_code)
-                bad = http.request(method, fill(route.path), headers={"authorization": "Bearer mls_x_y"})
+                bad = http.request(
+                    method, fill(route.path), headers={"authorization": "Bearer mls_x_y"}
+                )
                 assert bad.status_code == 401
                 checked += 1
     assert checked >= 10
@@ -66,11 +68,14 @@ def test_every_rest_route_but_healthz_needs_a_key(secured):
 
 def test_admin_routes_refuse_a_user_key(secured):
     srv, user, admin = secured
-    admin_only = {("POST", "/v1/models/{name}/versions"), ("PUT", "/v1/models/{name}/default"),
-                  ("POST", "/v1/models/{name}/versions/{version}/load"),
-                  ("POST", "/v1/models/{name}/versions/{version}/unload"),
-                  ("DELETE", "/v1/models/{name}/versions/{version}"),
-                  ("PUT", "/v1/datasets/shares/{owner}/{name}")}
+    admin_only = {
+        ("POST", "/v1/models/{name}/versions"),
+        ("PUT", "/v1/models/{name}/default"),
+        ("POST", "/v1/models/{name}/versions/{version}/load"),
+        ("POST", "/v1/models/{name}/versions/{version}/unload"),
+        ("DELETE", "/v1/models/{name}/versions/{version}"),
+        ("PUT", "/v1/datasets/shares/{owner}/{name}"),
+    }
     found = set()
     with httpx.Client(base_url=srv.rest_url, headers={"authorization": f"Bearer {user}"}) as http:
         for route in routes(srv):
@@ -94,9 +99,12 @@ def test_every_grpc_method_needs_a_key(secured):
         stub = pb_grpc.PotentialStub(channel)
         calls = {
             "Evaluate": lambda md: stub.Evaluate(pb.EvaluateRequest(), metadata=md, timeout=10),
-            "EvaluateStream": lambda md: next(stub.EvaluateStream(iter([pb.EvaluateRequest()]),
-                                                                  metadata=md, timeout=10)),
-            "ListModels": lambda md: stub.ListModels(pb.ListModelsRequest(), metadata=md, timeout=10),
+            "EvaluateStream": lambda md: next(
+                stub.EvaluateStream(iter([pb.EvaluateRequest()]), metadata=md, timeout=10)
+            ),
+            "ListModels": lambda md: stub.ListModels(
+                pb.ListModelsRequest(), metadata=md, timeout=10
+            ),
         }
         assert set(calls) == {m.name for m in service.methods}  # a new method must be added here
         for name, call in calls.items():
@@ -170,14 +178,20 @@ def test_wrong_secrets_for_a_key_id_are_rate_limited_and_a_valid_key_keeps_worki
         stub = pb_grpc.PotentialStub(channel)
         for _ in range(7):
             try:
-                stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),))
+                stub.ListModels(
+                    pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),)
+                )
             except grpc.RpcError as err:
                 codes.append(err.code())
         start = time.perf_counter()
         with pytest.raises(grpc.RpcError) as refused:
-            stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),))
+            stub.ListModels(
+                pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {wrong}"),)
+            )
         refused_s = time.perf_counter() - start
-        ok = stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {user}"),))
+        ok = stub.ListModels(
+            pb.ListModelsRequest(), metadata=(("authorization", f"Bearer {user}"),)
+        )
     assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
     assert codes[5:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
+
 from mlipserve.server.dataset import Dataset, structure_hash
 from mlipserve.server.labellers import Label, make_labeller
 
@@ -100,7 +101,9 @@ def test_versions_are_immutable_after_more_rows_arrive(dataset):
     v2 = dataset.snapshot()
     assert (v1, v2) == (1, 2)
     assert [(v.version, v.tag, v.n_rows) for v in dataset.versions()] == [
-        (1, "round-0", 2), (2, "v2", 5)]
+        (1, "round-0", 2),
+        (2, "v2", 5),
+    ]
     old = dataset.rows("round-0")
     assert [a.info["row_id"] for a in old] == dataset.row_ids(1) == [1, 2]
     assert len(dataset.rows(2)) == 5 == len(dataset.rows())
@@ -188,8 +191,7 @@ def test_concurrent_writers_in_two_processes_store_each_structure_once(dataset):
 
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(2)
-    workers = [ctx.Process(target=_add_in_child, args=(dataset.url, 7, barrier))
-               for _ in range(2)]
+    workers = [ctx.Process(target=_add_in_child, args=(dataset.url, 7, barrier)) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -29,8 +29,9 @@ print(applied, round(rss_mb() - before))
 @pytest.mark.parametrize("keep", ["1", "0"])
 def test_freed_memory_kept_or_returned(keep):
     env = {**os.environ, "MLIPSERVE_KEEP_FREED_MEMORY": keep}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     applied, kept_mb = out[0] == "True", int(out[1])
     if keep == "1":
         assert applied and kept_mb > 350  # the 400 MB stay resident for the next tensor

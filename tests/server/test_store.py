@@ -9,17 +9,23 @@ import pytest
 import torch
 from ase.build import bulk
 
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore, StoreError
 
 CFG = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=1, members=2, max_z=30)
 
 
 def metadata() -> dict:
-    return {"family": "painn", "config": CFG.to_dict(), "cutoff": CFG.cutoff,
-            "elements": [29], "ensemble_size": CFG.members, "dtype": "float64",
-            "units": {"energy": "eV", "length": "Å"}}
+    return {
+        "family": "painn",
+        "config": CFG.to_dict(),
+        "cutoff": CFG.cutoff,
+        "elements": [29],
+        "ensemble_size": CFG.members,
+        "dtype": "float64",
+        "units": {"energy": "eV", "length": "Å"},
+    }
 
 
 def test_save_load_round_trip_and_versions(tmp_path):
@@ -35,11 +41,21 @@ def test_save_load_round_trip_and_versions(tmp_path):
     atoms.rattle(0.05, seed=0)
     loaded = store.load("cu")
     assert loaded.info.version == "v1" and loaded.info.elements == frozenset({29})
-    from mlipserve.server.models.autograd import TorchPotential
     from mlipserve.server.models.base import ModelInfo
+    from mlipserve.server.models.torch_potential import TorchPotential
 
-    direct = TorchPotential(module, ModelInfo(name="x", version="0", kind="painn", cutoff=4.0,
-                                              ensemble_size=2, dtype="float64", device="cpu"))
+    direct = TorchPotential(
+        module,
+        ModelInfo(
+            name="x",
+            version="0",
+            kind="painn",
+            cutoff=4.0,
+            ensemble_size=2,
+            dtype="float64",
+            device="cpu",
+        ),
+    )
     a = LocalProvider(loaded).evaluate([atoms])[0]
     b = LocalProvider(direct).evaluate([atoms])[0]
     assert np.array_equal(a["forces"], b["forces"]) and a["energy"] == b["energy"]

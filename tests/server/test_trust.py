@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ase.build import bulk
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.runner import TRUST_HI, TRUST_LO
+
+from mlipserve.server.serving.dispatch import TRUST_HI, TRUST_LO
+from mlipserve.server.serving.local import LocalProvider
 
 
 def test_flags_follow_max_force_std_against_trust_levels():
@@ -27,3 +28,20 @@ def test_flags_follow_max_force_std_against_trust_levels():
     assert stds[0] < TRUST_LO < TRUST_HI < stds[2]  # the three regimes are all exercised
     plain = provider.evaluate([squeezed], ["energy", "forces"])[0]
     assert "warnings" not in plain  # no uncertainty asked: no flag
+
+
+def test_a_symmetric_cell_far_outside_the_model_is_flagged_by_its_energy_std():
+    """The README's old example: Cu on the argon committee. Every force is zero by symmetry
+    (so is the force std), yet the energy is hundreds of eV off and the members disagree by
+    tens of eV per atom: the energy std per atom flags it."""
+    from mlipserve.server.serving.dispatch import ENERGY_TRUST_HI
+
+    provider = LocalProvider("lj-ensemble")
+    copper = bulk("Cu", "fcc", a=3.61, cubic=True)
+    (res,) = provider.evaluate([copper], ["energy", "forces", "uncertainty"])
+    assert res["max_force_std"] < TRUST_LO  # the force check alone passes it
+    assert res["energy_std"] / len(copper) > ENERGY_TRUST_HI
+    assert any(w.startswith("untrusted: energy std") for w in res["warnings"]), res["warnings"]
+    argon = bulk("Ar", "fcc", a=5.26, cubic=True)
+    (calm,) = provider.evaluate([argon], ["energy", "forces", "uncertainty"])
+    assert "warnings" not in calm  # its own element at its own density: no flag

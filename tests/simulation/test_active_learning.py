@@ -33,10 +33,10 @@ from ase import units
 from ase.build import bulk, fcc100
 from ase.calculators.emt import EMT
 from ase.md.langevin import Langevin
+
 from mlipserve.client.jobs import JobsClient
 from mlipserve.simulation import MDState, RemoteProvider, langevin_baoab
 from mlipserve.simulation.active_learning import ActiveLearningConfig, ActiveLearningMD
-
 from tests.conftest import ServerProcess, free_port
 from tests.server.queue.conftest import REDIS_URL, flush_queue, redis_available
 
@@ -77,8 +77,9 @@ def hot_slabs(n: int, seed: int) -> list:
     for r in range(n):
         slab = vacancy_slab()
         slab.calc = EMT()
-        Langevin(slab, DT, temperature_K=T_K, friction=0.02,
-                 rng=np.random.default_rng(seed + r)).run(40)
+        Langevin(
+            slab, DT, temperature_K=T_K, friction=0.02, rng=np.random.default_rng(seed + r)
+        ).run(40)
         slab.calc = None
         out.append(slab)
     return out
@@ -110,16 +111,28 @@ def seeded(tmp_path_factory):
     root = tmp_path_factory.mktemp("al-seed")
     store = ModelStore(root / "models")
     version, _ = train_version(
-        bulk_set(12, 0), store, "cu", TrainConfig(epochs=60, batch_size=4, seed=0, lr=5e-3),
-        arch=Architecture(members=4, features=8, layers=1, cutoff=4.0), progress=False)
+        bulk_set(12, 0),
+        store,
+        "cu",
+        TrainConfig(epochs=60, batch_size=4, seed=0, lr=5e-3),
+        arch=Architecture(members=4, features=8, layers=1, cutoff=4.0),
+        progress=False,
+    )
     assert version == "v1"
-    config = WorkerConfig(queue_url=f"sqlite:///{root / 'seed-queue.db'}", data_dir=str(root),
-                          store_dir=str(root / "models"), poll_s=0.05,
-                          policy=LeasePolicy(ttl_s=30, heartbeat_s=2, reap_every_s=5))
+    config = WorkerConfig(
+        queue_url=f"sqlite:///{root / 'seed-queue.db'}",
+        data_dir=str(root),
+        store_dir=str(root / "models"),
+        poll_s=0.05,
+        policy=LeasePolicy(ttl_s=30, heartbeat_s=2, reap_every_s=5),
+    )
     jobs, worker = JobStore(config.queue_url), Worker(config)
     for name, frames in (("cu-al", bulk_set(12, 0)), ("holdout", emt_frames(8, 5))):
-        job = jobs.submit("label", {"structures": [atoms_to_dict(a) for a in frames],
-                                    "dataset": name}, owner="default")
+        job = jobs.submit(
+            "label",
+            {"structures": [atoms_to_dict(a) for a in frames], "dataset": name},
+            owner="default",
+        )
         worker.run(max_jobs=1)
         assert jobs.get(job.id).state == "done", jobs.get(job.id).logs
     for leftover in root.glob("seed-queue.db*"):
@@ -141,15 +154,26 @@ def force_mae(address: str, frames: list) -> tuple[float, str]:
 def run_loop(root, address: str, rest_url: str, steps: int, epochs: int) -> ActiveLearningMD:
     """AL-MD of REPLICAS slabs; one retrain allowed, later untrusted steps only labelled."""
     config = ActiveLearningConfig(
-        model="cu", dataset="cu-al", holdout="holdout", trust_lo=0.10, trust_hi=0.25,
-        submit_every=2, label_batch=24, max_retrains=1, exhausted="continue",
+        model="cu",
+        dataset="cu-al",
+        holdout="holdout",
+        trust_lo=0.10,
+        trust_hi=0.25,
+        submit_every=2,
+        label_batch=24,
+        max_retrains=1,
+        exhausted="continue",
         retrain_params={"epochs": epochs, "seed": 1, "lr": 3e-3},
-        job_timeout_s=300, swap_timeout_s=60, poll_s=0.2)
+        job_timeout_s=300,
+        swap_timeout_s=60,
+        poll_s=0.2,
+    )
     state = MDState.from_atoms(hot_slabs(REPLICAS, 100), seeds=list(range(REPLICAS)))
     provider = RemoteProvider(address, "cu")
     with JobsClient(rest_url) as jobs:
-        al = ActiveLearningMD(provider, state, langevin_baoab(DT, T_K, 0.02 / units.fs), jobs,
-                              config)
+        al = ActiveLearningMD(
+            provider, state, langevin_baoab(DT, T_K, 0.02 / units.fs), jobs, config
+        )
         al.run(steps)
         al.wait_for_labels()
     provider.close()
@@ -161,12 +185,18 @@ def run_loop(root, address: str, rest_url: str, steps: int, epochs: int) -> Acti
 def check_learning(al: ActiveLearningMD, before: float, after: float, version: str) -> None:
     kinds = [e["kind"] for e in al.events]
     rates = al.trigger_rates()
-    print(f"\nevents: {kinds}\nrates: {rates}\nheld-out force MAE v1 {before:.4f} -> "
-          f"{version} {after:.4f} eV/Å")
+    print(
+        f"\nevents: {kinds}\nrates: {rates}\nheld-out force MAE v1 {before:.4f} -> "
+        f"{version} {after:.4f} eV/Å"
+    )
     for kind in ("candidate", "labelled", "untrusted", "retrain", "promoted", "resumed"):
         assert kind in kinds, kinds
-    assert kinds.index("untrusted") < kinds.index("retrain") < kinds.index("promoted") \
+    assert (
+        kinds.index("untrusted")
+        < kinds.index("retrain")
+        < kinds.index("promoted")
         < kinds.index("resumed")
+    )
     promoted = next(e for e in al.events if e["kind"] == "promoted")
     assert promoted["candidate_force_mae"] < promoted["current_force_mae"], promoted
     assert version == promoted["candidate"] != "v1"
@@ -176,8 +206,13 @@ def check_learning(al: ActiveLearningMD, before: float, after: float, version: s
 
 
 def serve(root, queue_env: dict, *args: str) -> ServerProcess:
-    env = {"MLIPSERVE_DATA_DIR": str(root), "MLIPSERVE_STORE_DIR": str(root / "models"),
-           "MLIPSERVE_WATCH_STORE_S": "0.5", "OMP_NUM_THREADS": "1", **queue_env}
+    env = {
+        "MLIPSERVE_DATA_DIR": str(root),
+        "MLIPSERVE_STORE_DIR": str(root / "models"),
+        "MLIPSERVE_WATCH_STORE_S": "0.5",
+        "OMP_NUM_THREADS": "1",
+        **queue_env,
+    }
     return ServerProcess(free_port(), "--models", "store:cu", *args, env=env)
 
 
@@ -202,9 +237,16 @@ def test_active_learning_loop(seeded, tmp_path, mode):
         if mode == "redis-worker":
             worker = subprocess.Popen(
                 [sys.executable, "-m", "mlipserve.cli", "worker"],
-                env={**os.environ, "MLIPSERVE_DATA_DIR": str(root), "OMP_NUM_THREADS": "1",
-                     "MLIPSERVE_STORE_DIR": str(root / "models"), **queue_env},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                env={
+                    **os.environ,
+                    "MLIPSERVE_DATA_DIR": str(root),
+                    "OMP_NUM_THREADS": "1",
+                    "MLIPSERVE_STORE_DIR": str(root / "models"),
+                    **queue_env,
+                },
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         before, first = force_mae(server.address, holdout)
         assert first == "v1"
         started = time.monotonic()
@@ -242,7 +284,12 @@ def test_single_model_is_refused(server):
     provider = RemoteProvider(server.address, "lj")
     try:
         with pytest.raises(ValueError, match="ensemble|uncertainty"):
-            ActiveLearningMD(provider, state, langevin_baoab(DT, 50.0, 0.02 / units.fs),
-                             "http://127.0.0.1:9", config)
+            ActiveLearningMD(
+                provider,
+                state,
+                langevin_baoab(DT, 50.0, 0.02 / units.fs),
+                "http://127.0.0.1:9",
+                config,
+            )
     finally:
         provider.close()

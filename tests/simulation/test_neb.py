@@ -9,13 +9,12 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.mep import NEB, NEBTools
 from ase.optimize import BFGS, FIRE, QuasiNewton
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.builtin import emt_model
-from mlipserve.simulation import RemoteProvider
-from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb, screen
-from mlipserve.simulation.neb_screen import screen_and_refine
-from mlipserve.simulation.relax import relax_batch
 
+from mlipserve.server.models.builtin import emt_model
+from mlipserve.server.serving.local import LocalProvider
+from mlipserve.simulation import RemoteProvider
+from mlipserve.simulation.neb import BatchedNEB, make_band, run_neb, screen, screen_and_refine
+from mlipserve.simulation.relax import relax_batch
 from tests.simulation.counting import CountingProvider
 
 
@@ -134,8 +133,9 @@ def test_screen_on_morse_then_refine_on_emt():
     assert list(report.refined) == [0]
     refined = report.refined[0]
     ref_ends = relax_batch(reference, list(hops[0]), fmax=0.02, progress=False)
-    scratch = run_neb(reference, make_band(ref_ends[0].atoms, ref_ends[1].atoms, 3), fmax=0.02,
-                      progress=False)
+    scratch = run_neb(
+        reference, make_band(ref_ends[0].atoms, ref_ends[1].atoms, 3), fmax=0.02, progress=False
+    )
     assert refined.converged and abs(refined.barrier - scratch.barrier) < 2e-3  # same saddle
     assert abs(report.screened[0].barrier - refined.barrier) > 0.05  # the model differs
     rows = report.table()
@@ -148,10 +148,16 @@ def test_climbing_image_uncertainty_from_an_ensemble(server, tmp_path):
     try:
         initial, final = adatom_hop("Ar", "Ar", a=5.26, size=(2, 2, 2), height=2.6)
         ends = relax_batch(provider, [initial, final], fmax=0.05, progress=False)
-        result = run_neb(provider, make_band(ends[0].atoms, ends[1].atoms, 3), fmax=0.05,
-                         uncertainty=True, progress=False)
-        direct = provider.evaluate([result.images[result.climbing_index]],
-                                   ["energy", "forces", "uncertainty"])[0]
+        result = run_neb(
+            provider,
+            make_band(ends[0].atoms, ends[1].atoms, 3),
+            fmax=0.05,
+            uncertainty=True,
+            progress=False,
+        )
+        direct = provider.evaluate(
+            [result.images[result.climbing_index]], ["energy", "forces", "uncertainty"]
+        )[0]
     finally:
         provider.close()
     assert result.converged and result.barrier > 0.005
@@ -178,3 +184,13 @@ def test_bad_bands_are_refused(emt, au_al_endpoints):
         BatchedNEB([initial, final], emt)
     with pytest.raises(ValueError, match="interpolation method"):
         make_band(initial, final, 3, method="spline")
+
+
+def test_identical_endpoints_are_refused():
+    from ase.build import bulk
+
+    from mlipserve.simulation.neb import make_band
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    with pytest.raises(ValueError, match="same structure"):
+        make_band(atoms, atoms.copy(), 3)

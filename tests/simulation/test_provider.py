@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ase.build import bulk, molecule
 
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import emt_model
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation import ForceProvider, RemoteProvider
 
 

@@ -8,8 +8,9 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.builtin import emt_model
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation import RemoteProvider
 from mlipserve.simulation.relax import relax_batch
 
@@ -58,7 +59,9 @@ def test_single_system_follows_ase_fire_step_for_step(emt):
     assert res.converged and res.steps == nsteps > 10
     assert np.abs(res.atoms.positions - ref.positions).max() < 1e-10
     assert res.energy == pytest.approx(ref.get_potential_energy(), abs=1e-10)
-    assert res.fmax < 0.05 and res.fmax == pytest.approx(np.linalg.norm(ref.get_forces(), axis=1).max())
+    assert res.fmax < 0.05 and res.fmax == pytest.approx(
+        np.linalg.norm(ref.get_forces(), axis=1).max()
+    )
     assert np.array_equal(atoms.positions, vacancy_cell("Cu", seed=3).positions)  # input untouched
 
 
@@ -75,7 +78,11 @@ def test_energies_match_ase_fire_and_bfgs_per_system(emt):
         assert abs(res.energy - bfgs.get_potential_energy()) < 1e-3  # 1 meV
         assert res.energy < emt.evaluate([atoms])[0]["energy"] - 1e-3
         assert res.atoms.get_potential_energy() == res.energy
-        assert np.abs(res.atoms.get_forces()).max() < 0.01 < np.abs(atoms.positions - res.atoms.positions).max()
+        assert (
+            np.abs(res.atoms.get_forces()).max()
+            < 0.01
+            < np.abs(atoms.positions - res.atoms.positions).max()
+        )
 
 
 def test_converged_system_takes_no_steps_and_leaves_the_batch(emt):
@@ -106,8 +113,7 @@ def test_refilling_from_the_queue_gives_the_same_results(emt):
 
 
 def test_max_steps_stops_without_convergence(emt):
-    (res,) = relax_batch(emt, [vacancy_cell("Pt", seed=5)], fmax=1e-4, max_steps=4,
-                         progress=False)
+    (res,) = relax_batch(emt, [vacancy_cell("Pt", seed=5)], fmax=1e-4, max_steps=4, progress=False)
     assert res.steps == 4 and not res.converged and res.fmax > 1e-4
 
 
@@ -125,8 +131,14 @@ def test_cell_relaxation_matches_ase_frechet_cell_filter(emt):
     assert abs(a_ref - 3.75) > 0.1  # it really moved (EMT Cu: a ≈ 3.59 Å)
     assert counting.calls[0][1] == ("energy", "forces", "stress")
     assert np.abs(res.atoms.get_stress()).max() < 0.005 / res.atoms.get_volume() * 4
-    (shape,) = relax_batch(emt, [strained], relax_cell=True, max_steps=5, progress=False,
-                           cell_filter_kwargs={"hydrostatic_strain": True})
+    (shape,) = relax_batch(
+        emt,
+        [strained],
+        relax_cell=True,
+        max_steps=5,
+        progress=False,
+        cell_filter_kwargs={"hydrostatic_strain": True},
+    )
     ratios = shape.atoms.cell.lengths() / strained.cell.lengths()
     assert shape.steps == 5 and np.ptp(ratios) < 1e-10 and ratios[0] < 0.99  # shrinks, stays cubic
 

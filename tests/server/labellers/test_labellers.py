@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
+
 from mlipserve.server.labellers import Label, Labeller, make_labeller
 
 
@@ -20,16 +21,25 @@ def rattled_cu(seed: int) -> Atoms:
 def direct(atoms: Atoms, calc) -> dict:
     atoms = atoms.copy()
     atoms.calc = calc
-    return {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-            "stress": atoms.get_stress()}
+    return {
+        "energy": atoms.get_potential_energy(),
+        "forces": atoms.get_forces(),
+        "stress": atoms.get_stress(),
+    }
 
 
-@pytest.mark.parametrize("name,kwargs,reference", [
-    ("emt", {}, EMT),
-    ("ase:ase.calculators.emt.EMT", {}, EMT),
-    ("ase:ase.calculators.lj.LennardJones", {"sigma": 2.3, "epsilon": 0.4, "rc": 6.0},
-     lambda: LennardJones(sigma=2.3, epsilon=0.4, rc=6.0)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,reference",
+    [
+        ("emt", {}, EMT),
+        ("ase:ase.calculators.emt.EMT", {}, EMT),
+        (
+            "ase:ase.calculators.lj.LennardJones",
+            {"sigma": 2.3, "epsilon": 0.4, "rc": 6.0},
+            lambda: LennardJones(sigma=2.3, epsilon=0.4, rc=6.0),
+        ),
+    ],
+)
 def test_calculator_labellers_match_a_direct_ase_call(name, kwargs, reference):
     """Energy, forces, stress equal a direct ASE call on the same structure (tolerance 1e-12)."""
     labeller = make_labeller(name, **kwargs)

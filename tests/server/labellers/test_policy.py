@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
+from pydantic import ValidationError
+
 from mlipserve.server.labellers import make_labeller
 from mlipserve.server.labellers.policy import (
     LabellerEntry,
@@ -16,9 +18,7 @@ from mlipserve.server.labellers.policy import (
     load_policy,
     policy_path,
 )
-from pydantic import ValidationError
-
-from tests.test_cli import cli
+from tests.cli.test_cli import cli
 
 POPEN = "ase:subprocess.Popen"
 
@@ -39,19 +39,22 @@ def test_default_policy_enables_builtins_only(tmp_path):
         policy.make("ase:ase.calculators.emt.EMT", {})
 
 
-@pytest.mark.parametrize("name, settings, message", [
-    ("emt", {"restart": "/etc/passwd"}, "params.settings.restart is not a setting"),
-    ("emt", {"directory": "/tmp"}, "params.settings.directory is not a setting"),
-    ("pyscf", {"basis": "/tmp/evil.nw"}, "params.settings.basis must be one of"),
-    ("pyscf", {"xc": "PBE; import os"}, "params.settings.xc must be one of"),
-    ("pyscf", {"max_cycle": 10**9}, r"params.settings.max_cycle must be in \[1, 500\]"),
-    ("pyscf", {"grid_level": 3.5}, "params.settings.grid_level must be an integer"),
-    ("xtb", {"max_iterations": 0}, "params.settings.max_iterations must be in"),
-    ("xtb", {"electric_field": [0, 0, 1e6]}, "params.settings.electric_field must be in"),
-    ("xtb", {"method": "GFN3-xTB"}, "params.settings.method must be one of"),
-    ("xtb", {"charge": True}, "params.settings.charge must be an integer"),
-    ("xtb", "not a dict", "params.settings must be an object"),
-])
+@pytest.mark.parametrize(
+    "name, settings, message",
+    [
+        ("emt", {"restart": "/etc/passwd"}, "params.settings.restart is not a setting"),
+        ("emt", {"directory": "/tmp"}, "params.settings.directory is not a setting"),
+        ("pyscf", {"basis": "/tmp/evil.nw"}, "params.settings.basis must be one of"),
+        ("pyscf", {"xc": "PBE; import os"}, "params.settings.xc must be one of"),
+        ("pyscf", {"max_cycle": 10**9}, r"params.settings.max_cycle must be in \[1, 500\]"),
+        ("pyscf", {"grid_level": 3.5}, "params.settings.grid_level must be an integer"),
+        ("xtb", {"max_iterations": 0}, "params.settings.max_iterations must be in"),
+        ("xtb", {"electric_field": [0, 0, 1e6]}, "params.settings.electric_field must be in"),
+        ("xtb", {"method": "GFN3-xTB"}, "params.settings.method must be one of"),
+        ("xtb", {"charge": True}, "params.settings.charge must be an integer"),
+        ("xtb", "not a dict", "params.settings must be an object"),
+    ],
+)
 def test_builtin_settings_are_bounded(name, settings, message):
     with pytest.raises(PolicyError, match=message):
         LabellerPolicy().resolve(name, settings)
@@ -62,15 +65,20 @@ def test_allowed_builtin_settings_pass_and_choices_are_canonical():
     assert merged == {"basis": "def2-SVP", "max_cycle": 80}
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"user": {"command": {"type": "str", "choices": ["vasp"]}}}, "only the operator"),
-    ({"user": {"pseudo_dir": {"type": "str", "choices": ["/x"]}}}, "only the operator"),
-    ({"user": {"directory": {"type": "bool"}}}, "only the operator"),
-    ({"user": {"xc": {"type": "str"}}}, "needs its 'choices'"),
-    ({"user": {"encut": {"type": "float"}}}, "needs 'min' and 'max'"),
-    ({"fixed": {"xc": "PBE"}, "user": {"xc": {"type": "str", "choices": ["PBE"]}}},
-     "both fixed and user-settable"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"user": {"command": {"type": "str", "choices": ["vasp"]}}}, "only the operator"),
+        ({"user": {"pseudo_dir": {"type": "str", "choices": ["/x"]}}}, "only the operator"),
+        ({"user": {"directory": {"type": "bool"}}}, "only the operator"),
+        ({"user": {"xc": {"type": "str"}}}, "needs its 'choices'"),
+        ({"user": {"encut": {"type": "float"}}}, "needs 'min' and 'max'"),
+        (
+            {"fixed": {"xc": "PBE"}, "user": {"xc": {"type": "str", "choices": ["PBE"]}}},
+            "both fixed and user-settable",
+        ),
+    ],
+)
 def test_operator_entries_cannot_hand_paths_or_free_strings_to_jobs(entry, message):
     with pytest.raises(ValidationError, match=message):
         LabellerEntry.model_validate(entry)
@@ -85,17 +93,38 @@ def test_operator_enables_an_import_path_with_the_cli(tmp_path):
     store = tmp_path / "models"
     refused = cli("labellers", "enable", POPEN, "--store", str(store))
     assert refused.returncode == 2 and "not an ASE calculator class" in refused.stdout
-    sneaky = cli("labellers", "enable", "ase:ase.calculators.lj.LennardJones", "--store",
-                 str(store), "--user", '{"command": {"type": "str", "choices": ["x"]}}')
+    sneaky = cli(
+        "labellers",
+        "enable",
+        "ase:ase.calculators.lj.LennardJones",
+        "--store",
+        str(store),
+        "--user",
+        '{"command": {"type": "str", "choices": ["x"]}}',
+    )
     assert sneaky.returncode == 2 and "only the operator" in sneaky.stdout
     assert not policy_path(store).exists()
-    out = cli("labellers", "enable", "ase:ase.calculators.lj.LennardJones", "--store", str(store),
-              "--fixed", '{"rc": 6.0}', "--max-atoms", "50",
-              "--user", '{"sigma": {"type": "float", "min": 1, "max": 4}}')
+    out = cli(
+        "labellers",
+        "enable",
+        "ase:ase.calculators.lj.LennardJones",
+        "--store",
+        str(store),
+        "--fixed",
+        '{"rc": 6.0}',
+        "--max-atoms",
+        "50",
+        "--user",
+        '{"sigma": {"type": "float", "min": 1, "max": 4}}',
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     policy = load_policy(store)
-    assert sorted(policy.labellers) == ["ase:ase.calculators.lj.LennardJones", "emt", "pyscf",
-                                        "xtb"]
+    assert sorted(policy.labellers) == [
+        "ase:ase.calculators.lj.LennardJones",
+        "emt",
+        "pyscf",
+        "xtb",
+    ]
     atoms = bulk("Cu", cubic=True)
     label = policy.make("ase:ase.calculators.lj.LennardJones", {"sigma": 2.3}).label([atoms])[0]
     atoms.calc = LennardJones(sigma=2.3, rc=6.0)

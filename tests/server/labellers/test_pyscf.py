@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 from ase.units import Bohr, Hartree
-from mlipserve.server.labellers import make_labeller
 from pyscf import dft, gto
+
+from mlipserve.server.labellers import make_labeller
 
 
 def test_default_settings_h2_matches_direct_pyscf():
@@ -16,8 +17,12 @@ def test_default_settings_h2_matches_direct_pyscf():
     h2.positions[1, 2] += 0.05  # off equilibrium, so forces are not ~0
     lab = make_labeller("pyscf").label([h2])[0]
     assert lab.ok, lab.error
-    mol = gto.M(atom=f"H 0 0 {h2.positions[0, 2]}; H 0 0 {h2.positions[1, 2]}",
-                basis="def2-SVP", unit="Angstrom", verbose=0)
+    mol = gto.M(
+        atom=f"H 0 0 {h2.positions[0, 2]}; H 0 0 {h2.positions[1, 2]}",
+        basis="def2-SVP",
+        unit="Angstrom",
+        verbose=0,
+    )
     mf = dft.RKS(mol)
     mf.xc, mf.conv_tol = "PBE", 1e-9
     e_hartree = mf.kernel()

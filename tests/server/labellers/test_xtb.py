@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 from ase.calculators.fd import calculate_numerical_stress
-from mlipserve.server.labellers import make_labeller
 from tblite.ase import TBLite
+
+from mlipserve.server.labellers import make_labeller
 
 
 def reference(atoms, **kwargs) -> dict:
     atoms = atoms.copy()
     atoms.calc = TBLite(verbosity=0, **kwargs)
-    out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-           "dipole": atoms.get_dipole_moment()}
+    out = {
+        "energy": atoms.get_potential_energy(),
+        "forces": atoms.get_forces(),
+        "dipole": atoms.get_dipole_moment(),
+    }
     if atoms.pbc.all():
         out["stress"] = atoms.get_stress()
     return out
@@ -26,8 +30,10 @@ def test_molecule_and_ion_match_tblite_ase_calculator():
     """H2O and the H2O+ doublet equal tblite.ase.TBLite with the same charge/spin (1e-8 eV)."""
     water = molecule("H2O")
     water.rattle(0.02, seed=0)
-    neutral, cation = (make_labeller("xtb").label([water])[0],
-                       make_labeller("xtb", charge=1, multiplicity=2).label([water])[0])
+    neutral, cation = (
+        make_labeller("xtb").label([water])[0],
+        make_labeller("xtb", charge=1, multiplicity=2).label([water])[0],
+    )
     assert neutral.ok and cation.ok
     for lab, kwargs in ((neutral, {}), (cation, {"charge": 1, "multiplicity": 2})):
         ref = reference(water, **kwargs)

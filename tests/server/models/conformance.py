@@ -15,14 +15,15 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from mlipserve.server.local import LocalProvider
+from mlipserve.server.serving.local import LocalProvider
 
 
 def test_system(symbol: str = "Cu", a: float = 3.7, seed: int = 3) -> Atoms:
     """A rattled, slightly sheared periodic cell of 8 atoms."""
     atoms = bulk(symbol, "fcc", a=a, cubic=True) * (2, 1, 1)
-    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.04, 0], [0, 1, 0.03], [0.02, 0, 1]]),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1, 0.04, 0], [0, 1, 0.03], [0.02, 0, 1]]), scale_atoms=True
+    )
     atoms.rattle(0.1, seed=seed)
     return atoms
 
@@ -91,22 +92,27 @@ def check_batch_equals_single_calls(provider: LocalProvider, a: Atoms, b: Atoms,
 def check_dtypes_agree(p64: LocalProvider, p32: LocalProvider, atoms: Atoms, rtol=1e-4) -> None:
     r64, r32 = p64.evaluate([atoms])[0], p32.evaluate([atoms])[0]
     assert abs(r32["energy"] - r64["energy"]) <= rtol * max(1.0, abs(r64["energy"]))
-    assert np.abs(r32["forces"] - r64["forces"]).max() <= rtol * max(1.0, np.abs(r64["forces"]).max())
+    assert np.abs(r32["forces"] - r64["forces"]).max() <= rtol * max(
+        1.0, np.abs(r64["forces"]).max()
+    )
 
 
 def check_smooth_at_cutoff(provider: LocalProvider, symbol: str, cutoff: float) -> None:
     """A dimer pulled across the cutoff: energy and force join the isolated atoms' smoothly."""
+
     def res(r: float) -> dict:
         dimer = Atoms(f"{symbol}2", positions=[[0, 0, 0], [r, 0, 0]])
         return provider.evaluate([dimer])[0]
+
     far, inside, outside = res(3 * cutoff), res(cutoff - 1e-7), res(cutoff + 1e-7)
     assert outside["energy"] == far["energy"] and np.abs(outside["forces"]).max() == 0.0
     assert abs(inside["energy"] - far["energy"]) < 1e-9
     assert np.abs(inside["forces"]).max() < 1e-6
 
 
-def strain_scan(provider: LocalProvider, atoms: Atoms, strains: np.ndarray,
-                axes=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def strain_scan(
+    provider: LocalProvider, atoms: Atoms, strains: np.ndarray, axes=(1.0, 1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Energies along cells C(I + ε diag(axes)) and dE/dε at each ε from the stress."""
     d = np.diag(np.asarray(axes, float))
     frames = []
@@ -116,9 +122,12 @@ def strain_scan(provider: LocalProvider, atoms: Atoms, strains: np.ndarray,
         frames.append(strained)
     results = provider.evaluate(frames, ["energy", "stress"])
     energies = np.array([r["energy"] for r in results])
-    slope = np.array([f.get_volume() * sum(r["stress"][a] * d[a, a] / (1 + e * d[a, a])
-                                           for a in range(3))
-                      for f, r, e in zip(frames, results, strains)])
+    slope = np.array(
+        [
+            f.get_volume() * sum(r["stress"][a] * d[a, a] / (1 + e * d[a, a]) for a in range(3))
+            for f, r, e in zip(frames, results, strains)
+        ]
+    )
     return energies, slope
 
 
@@ -157,8 +166,9 @@ def check_continuous_at(provider: LocalProvider, atoms: Atoms, delta: float = 1e
     assert np.abs(inside["stress"] - outside["stress"]).max() <= 1e-7
 
 
-def check_smooth_through_cutoff_scan(provider: LocalProvider, atoms: Atoms, cutoff: float,
-                                     width: float = 2e-3, steps: int = 41) -> None:
+def check_smooth_through_cutoff_scan(
+    provider: LocalProvider, atoms: Atoms, cutoff: float, width: float = 2e-3, steps: int = 41
+) -> None:
     """A periodic cell scaled through a pair distance equal to the cutoff: E, F and stress
     continuous at the crossing, no spikes in the second differences, stress = dE/dε."""
     base = atoms.copy()

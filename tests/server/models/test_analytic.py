@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.analytic import double_well, harmonic
+from mlipserve.server.serving.local import LocalProvider
 
 
 def _atoms() -> Atoms:

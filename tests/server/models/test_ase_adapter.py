@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from mlipserve.server.local import LocalProvider
+
+from mlipserve.server.serving.local import LocalProvider
 
 
 def reference(atoms):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.autograd import TorchPotential
-from mlipserve.server.models.base import Evaluator, ModelInfo
+from mlipserve.server.models.base import ModelInfo, Potential
 from mlipserve.server.models.builtin import lennard_jones, lj_ensemble, load_builtin, morse
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.models.torch_potential import TorchPotential
+from mlipserve.server.serving.local import LocalProvider
 from tests.server.models import conformance as conf
 
 
@@ -17,8 +17,15 @@ def tiny_painn(dtype: str = "float64", cutoff: float = 4.0) -> TorchPotential:
     """A randomly initialised two-member PaiNN ensemble, small enough for tests."""
     torch.manual_seed(0)
     cfg = PaiNNConfig(cutoff=cutoff, features=8, radial=6, layers=2, members=2, max_z=30)
-    info = ModelInfo(name="painn", version="0", kind="painn", cutoff=cfg.cutoff,
-                     ensemble_size=cfg.members, dtype=dtype, device="cpu")
+    info = ModelInfo(
+        name="painn",
+        version="0",
+        kind="painn",
+        cutoff=cfg.cutoff,
+        ensemble_size=cfg.members,
+        dtype=dtype,
+        device="cpu",
+    )
     return TorchPotential(PaiNN(cfg), info)
 
 
@@ -34,7 +41,7 @@ def biased_painn(dtype: str = "float64", cutoff: float = 4.0) -> TorchPotential:
     return model
 
 
-def trained_painn(dtype: str = "float64") -> Evaluator:
+def trained_painn(dtype: str = "float64") -> Potential:
     """The shipped default ensemble (trained weights)."""
     return load_builtin(f"default:{dtype}")
 
@@ -48,10 +55,22 @@ FAMILIES = {
     "painn-biased": biased_painn,
     "painn-trained": trained_painn,
 }
-SYMBOL = {"lj": "Cu", "morse": "Cu", "lj-ensemble": "Ar", "painn": "Cu", "painn-biased": "Cu",
-          "painn-trained": "Cu"}
-LATTICE = {"lj": 3.7, "morse": 3.7, "lj-ensemble": 5.3, "painn": 3.7, "painn-biased": 3.7,
-           "painn-trained": 3.61}
+SYMBOL = {
+    "lj": "Cu",
+    "morse": "Cu",
+    "lj-ensemble": "Ar",
+    "painn": "Cu",
+    "painn-biased": "Cu",
+    "painn-trained": "Cu",
+}
+LATTICE = {
+    "lj": 3.7,
+    "morse": 3.7,
+    "lj-ensemble": 5.3,
+    "painn": 3.7,
+    "painn-biased": 3.7,
+    "painn-trained": 3.61,
+}
 
 
 @pytest.fixture(params=list(FAMILIES))

@@ -32,11 +32,11 @@ from metatomic.torch import (
     NeighborListOptions,
     System,
 )
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.builtin import lennard_jones
 from mlipserve.server.models.metatomic_model import load_metatomic
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore, StoreError
-
 from tests.server.models import conformance as conf
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -56,8 +56,12 @@ class PairLJ(torch.nn.Module):
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         return [self.nl]
 
-    def forward(self, systems: List[System], outputs: Dict[str, ModelOutput],
-                selected_atoms: Optional[Labels] = None) -> Dict[str, TensorMap]:
+    def forward(
+        self,
+        systems: List[System],
+        outputs: Dict[str, ModelOutput],
+        selected_atoms: Optional[Labels] = None,
+    ) -> Dict[str, TensorMap]:
         per_atom = outputs["energy"].sample_kind == "atom"
         values: List[torch.Tensor] = []
         samples: List[torch.Tensor] = []
@@ -80,23 +84,41 @@ class PairLJ(torch.nn.Module):
                 values.append(atoms.sum().reshape(1))
                 samples.append(torch.tensor([[s]], device=e.device))
         names = ["system", "atom"] if per_atom else ["system"]
-        block = TensorBlock(torch.cat(values).reshape(-1, 1),
-                            Labels(names, torch.cat(samples).to(torch.int32)), [],
-                            Labels(["energy"], torch.tensor([[0]])))
+        block = TensorBlock(
+            torch.cat(values).reshape(-1, 1),
+            Labels(names, torch.cat(samples).to(torch.int32)),
+            [],
+            Labels(["energy"], torch.tensor([[0]])),
+        )
         return {"energy": TensorMap(Labels(["_"], torch.tensor([[0]])), [block])}
 
 
-def export_lj(path, scale: float = 1.0, length: str = "angstrom", energy: str = "eV",
-              full_list: bool = False, per_atom: bool = True, dtype: str = "float64") -> str:
+def export_lj(
+    path,
+    scale: float = 1.0,
+    length: str = "angstrom",
+    energy: str = "eV",
+    full_list: bool = False,
+    per_atom: bool = True,
+    dtype: str = "float64",
+) -> str:
     """Save an LJ `AtomisticModel` (σ, rc divided by `length` factor, ε by `energy` factor)."""
     length_factor = {"angstrom": 1.0, "nm": 10.0}[length]
     energy_factor = {"eV": 1.0, "kJ/mol": KJ_PER_MOL}[energy]
-    module = PairLJ(LJ["sigma"] * scale / length_factor, LJ["epsilon"] / scale / energy_factor,
-                    LJ["rc"] / length_factor, full_list)
+    module = PairLJ(
+        LJ["sigma"] * scale / length_factor,
+        LJ["epsilon"] / scale / energy_factor,
+        LJ["rc"] / length_factor,
+        full_list,
+    )
     caps = ModelCapabilities(
         outputs={"energy": ModelOutput(unit=energy, sample_kind="atom" if per_atom else "system")},
-        atomic_types=[18, 29], interaction_range=LJ["rc"] / length_factor, length_unit=length,
-        supported_devices=["cpu", "cuda"], dtype=dtype)
+        atomic_types=[18, 29],
+        interaction_range=LJ["rc"] / length_factor,
+        length_unit=length,
+        supported_devices=["cpu", "cuda"],
+        dtype=dtype,
+    )
     AtomisticModel(module.eval(), ModelMetadata(name="lj-metatomic"), caps).save(str(path))
     return str(path)
 
@@ -158,9 +180,12 @@ def test_committee_of_two_files_is_an_ensemble(files):
     assert model.info.ensemble_size == 2 and "uncertainty" in model.info.properties
     atoms = conf.test_system("Cu", 3.7)
     got = LocalProvider(model).evaluate([atoms], ["energy", "forces", "uncertainty"])[0]
-    members = [LocalProvider(lennard_jones(**{**LJ, "sigma": LJ["sigma"] * s,
-                                             "epsilon": LJ["epsilon"] / s}))
-               .evaluate([atoms], ["energy"])[0]["energy"] for s in (0.99, 1.01)]
+    members = [
+        LocalProvider(
+            lennard_jones(**{**LJ, "sigma": LJ["sigma"] * s, "epsilon": LJ["epsilon"] / s})
+        ).evaluate([atoms], ["energy"])[0]["energy"]
+        for s in (0.99, 1.01)
+    ]
     assert got["energy"] == pytest.approx(np.mean(members), rel=1e-10)
     assert got["energy_std"] == pytest.approx(np.std(members), rel=1e-8)
     assert got["energy_std"] > 1e-3 and got["max_force_std"] > 0
@@ -178,8 +203,9 @@ def test_store_serves_metatomic_and_committees(files, tmp_path):
     """Upload through the store (checksummed, size-limited) and load it back."""
     store = ModelStore(tmp_path)
     data = Path(files["lj"]).read_bytes()
-    version = store.add_artifact("lj", data, {"family": "metatomic"}, max_bytes=10**7,
-                                 make_default=True)
+    version = store.add_artifact(
+        "lj", data, {"family": "metatomic"}, max_bytes=10**7, make_default=True
+    )
     meta = store.metadata("lj", version)
     assert meta["cutoff"] == pytest.approx(LJ["rc"]) and meta["elements"] == [18, 29]
     served = store.load("lj")
@@ -194,8 +220,10 @@ def test_store_serves_metatomic_and_committees(files, tmp_path):
 
 @pytest.fixture(scope="module")
 def providers(files):
-    return {dtype: LocalProvider(load_metatomic([files["lj"]], {}, dtype=dtype))
-            for dtype in ("float64", "float32")}
+    return {
+        dtype: LocalProvider(load_metatomic([files["lj"]], {}, dtype=dtype))
+        for dtype in ("float64", "float32")
+    }
 
 
 def test_conformance(providers):
@@ -204,8 +232,9 @@ def test_conformance(providers):
     conf.check_forces_are_gradient(provider, atoms)
     conf.check_stress_is_strain_derivative(provider, atoms)
     conf.check_invariances(provider, atoms)
-    conf.check_batch_equals_single_calls(provider, atoms,
-                                         conf.test_system("Cu", 3.7, seed=11) * (1, 2, 1))
+    conf.check_batch_equals_single_calls(
+        provider, atoms, conf.test_system("Cu", 3.7, seed=11) * (1, 2, 1)
+    )
     conf.check_dtypes_agree(provider, providers["float32"], atoms)
     conf.check_smooth_at_cutoff(provider, "Cu", provider.model.info.cutoff)
 
@@ -225,8 +254,9 @@ def with_extension(path: str) -> bytes:
 def test_model_with_native_extensions_needs_the_trusted_flag(files, tmp_path):
     """Such a file is stored but not loaded (not even probed) until an admin trusts it."""
     store = ModelStore(tmp_path)
-    version = store.add_artifact("ext", with_extension(files["lj"]), {"family": "metatomic"},
-                                 max_bytes=10**7)
+    version = store.add_artifact(
+        "ext", with_extension(files["lj"]), {"family": "metatomic"}, max_bytes=10**7
+    )
     assert "fake_ext" in store.metadata("ext", version)["needs_trust"]
     with pytest.raises(StoreError, match="not trusted .* 'trusted' flag .* models trust ext v1"):
         store.load("ext", version)
@@ -240,26 +270,40 @@ def test_committee_upload_over_rest_serves_remote_clients(files, tmp_path):
     a gRPC client then gets its energy and std."""
     import httpx
     from ase.build import bulk
+    from typer.testing import CliRunner
+
     from mlipserve.cli import app
     from mlipserve.client import Client
     from mlipserve.server.config import Settings
-    from typer.testing import CliRunner
-
     from tests.conftest import ServerThread
 
     srv = ServerThread(Settings(port=0, models=["lj"], data_dir=tmp_path / "data"))
     try:
         (tmp_path / "meta.json").write_text(json.dumps({"family": "metatomic"}))
-        result = CliRunner().invoke(app, ["models", "upload", "ar", files["m0"],
-                                          str(tmp_path / "meta.json"), "--member", files["m1"],
-                                          "--url", srv.rest_url])
+        result = CliRunner().invoke(
+            app,
+            [
+                "models",
+                "upload",
+                "ar",
+                files["m0"],
+                str(tmp_path / "meta.json"),
+                "--member",
+                files["m1"],
+                "--url",
+                srv.rest_url,
+            ],
+        )
         assert result.exit_code == 0 and "uploaded ar@v1" in result.output, result.output
         with httpx.Client(base_url=srv.rest_url, timeout=60) as http:
             listed = http.get("/v1/models/ar").json()["versions"][0]
             assert listed["kind"] == "metatomic" and listed["ensemble_size"] == 2
             assert http.post("/v1/models/ar/versions/v1/load").status_code == 200
-            bad = http.post("/v1/models/ar/versions", files={"artifact": ("x.pt", b"\x80\x04K.")},
-                            data={"metadata": json.dumps({"family": "metatomic"})})
+            bad = http.post(
+                "/v1/models/ar/versions",
+                files={"artifact": ("x.pt", b"\x80\x04K.")},
+                data={"metadata": json.dumps({"family": "metatomic"})},
+            )
             assert bad.status_code == 422 and "pickle" in bad.json()["detail"]
         atoms = bulk("Ar", "fcc", a=5.3, cubic=True)
         result = Client(srv.address, "ar").evaluate(atoms, ["energy", "uncertainty"])

@@ -16,9 +16,9 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.autograd import TorchPotential
 from mlipserve.server.models.painn import ARCHITECTURE, PaiNN, PaiNNConfig
+from mlipserve.server.models.torch_potential import TorchPotential
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore
 from mlipserve.server.training import TrainConfig, train
 from tests.server.models import conformance as conf
@@ -39,8 +39,10 @@ def legacy_system() -> Atoms:
 
 def dimer_jump(provider: LocalProvider, cutoff: float) -> float:
     """|E(r = rc − 1e-7) − E(far apart)| of a Cu dimer."""
-    near, far = provider.evaluate([Atoms("Cu2", positions=[[0, 0, 0], [r, 0, 0]])
-                                   for r in (cutoff - 1e-7, 3 * cutoff)], ["energy"])
+    near, far = provider.evaluate(
+        [Atoms("Cu2", positions=[[0, 0, 0], [r, 0, 0]]) for r in (cutoff - 1e-7, 3 * cutoff)],
+        ["energy"],
+    )
     return abs(near["energy"] - far["energy"])
 
 
@@ -73,7 +75,8 @@ def test_new_weights_record_their_architecture_and_round_trip(tmp_path):
     atoms = legacy_system()
     a = LocalProvider(store.load("m", dtype="float64")).evaluate([atoms])[0]
     b = LocalProvider(TorchPotential(module, store.load("m", dtype="float64").info)).evaluate(
-        [atoms])[0]
+        [atoms]
+    )[0]
     assert a["energy"] == pytest.approx(b["energy"], abs=1e-12)
 
 
@@ -83,8 +86,7 @@ def test_mismatched_or_unknown_architecture_is_refused(tmp_path):
     store = ModelStore(root)
     module = store.load_module("tiny-v1")[0]
     module.upgrade()  # weights now say architecture 2
-    meta = {"family": "painn", "config": {**module.cfg.to_dict(), "architecture": 1},
-            "cutoff": 4.0}
+    meta = {"family": "painn", "config": {**module.cfg.to_dict(), "architecture": 1}, "cutoff": 4.0}
     store.save("x", module, meta)
     with pytest.raises(ValueError, match="weights are architecture 2 but the config says 1"):
         store.load_module("x")
@@ -103,8 +105,12 @@ def test_warm_start_from_legacy_weights_trains_the_current_architecture():
         atoms = bulk("Cu", cubic=True)
         atoms.rattle(0.1, seed=i)
         atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(),
-                                           forces=atoms.get_forces(), stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces(),
+            stress=atoms.get_stress(),
+        )
         frames.append(atoms)
     parent = ModelStore(LEGACY).load_module("tiny-v1")[0]
     result = train(frames, parent.cfg, TrainConfig(epochs=1), init=parent, progress=False)

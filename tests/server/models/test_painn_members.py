@@ -7,10 +7,10 @@ import pytest
 import torch
 from ase.neighborlist import neighbor_list
 
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.autograd import TorchPotential, member_chunks
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.models.torch_potential import TorchPotential, member_chunks
+from mlipserve.server.serving.local import LocalProvider
 from tests.server.models import conformance as conf
 
 CFG = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=2, members=3, max_z=30)
@@ -22,14 +22,21 @@ def member_model(ensemble: PaiNN, k: int) -> PaiNN:
     state = {}
     for name, value in ensemble.state_dict().items():
         per_member = name.endswith(("weight", "bias")) or name == "embedding"
-        state[name] = value[k:k + 1].clone() if per_member else value.clone()
+        state[name] = value[k : k + 1].clone() if per_member else value.clone()
     single.load_state_dict(state)
     return single
 
 
 def provider(module: PaiNN, members: int) -> LocalProvider:
-    info = ModelInfo(name="painn", version="0", kind="painn", cutoff=CFG.cutoff,
-                     ensemble_size=members if members > 1 else 0, dtype="float64", device="cpu")
+    info = ModelInfo(
+        name="painn",
+        version="0",
+        kind="painn",
+        cutoff=CFG.cutoff,
+        ensemble_size=members if members > 1 else 0,
+        dtype="float64",
+        device="cpu",
+    )
     return LocalProvider(TorchPotential(module, info))
 
 

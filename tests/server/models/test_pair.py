@@ -9,8 +9,8 @@ from ase.build import bulk, molecule
 from ase.calculators.lj import LennardJones as AseLJ
 from ase.calculators.morse import MorsePotential as AseMorse
 
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import lennard_jones, morse
+from mlipserve.server.serving.local import LocalProvider
 
 LJ = {"sigma": 2.3, "epsilon": 0.12, "rc": 6.0}
 MORSE = {"epsilon": 0.35, "r0": 2.6, "rho0": 4.0, "rcut1": 1.6, "rcut2": 2.4}
@@ -25,8 +25,12 @@ def systems() -> dict[str, Atoms]:
     small = bulk("Cu", "fcc", a=3.6)  # 1 atom, cell much smaller than the cutoff
     small.positions += 0.01
     out["small"] = small
-    skew = Atoms("Cu3", positions=[[0, 0, 0], [1.3, 1.2, 0.4], [2.4, 0.3, 1.5]],
-                 cell=[[3.9, 0, 0], [1.7, 3.4, 0], [0.9, 1.1, 3.2]], pbc=True)
+    skew = Atoms(
+        "Cu3",
+        positions=[[0, 0, 0], [1.3, 1.2, 0.4], [2.4, 0.3, 1.5]],
+        cell=[[3.9, 0, 0], [1.7, 3.4, 0], [0.9, 1.1, 3.2]],
+        pbc=True,
+    )
     out["skewed"] = skew
     cluster = molecule("C6H6")
     cluster.positions *= 1.4
@@ -85,8 +89,12 @@ def test_many_systems_in_one_batch_match_ase():
 def test_smooth_lj_has_no_force_jump_but_shifted_does():
     """Across the cutoff the smooth form's force goes to zero; the shifted form's does not."""
     rc = LJ["rc"]
+
     def force(smooth, r):
         dimer = Atoms("Ar2", positions=[[0, 0, 0], [r, 0, 0]])
-        return LocalProvider(lennard_jones(**LJ, smooth=smooth)).evaluate([dimer])[0]["forces"][0, 0]
+        return LocalProvider(lennard_jones(**LJ, smooth=smooth)).evaluate([dimer])[0]["forces"][
+            0, 0
+        ]
+
     assert abs(force(True, rc - 1e-6)) < 1e-7
     assert abs(force(False, rc - 1e-6)) > 1e-4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ase.build import bulk
 
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import DEFAULT_MODELS, SHIPPED, load_builtin
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore
 from mlipserve.server.training.emt_data import generate, random_alloy
 
@@ -24,8 +24,9 @@ def test_default_model_tracks_emt_on_new_structures():
     frames = generate(seed=11)[:20]  # a seed the model never saw
     provider = LocalProvider(load_builtin("default"))
     results = provider.evaluate(frames, ["energy", "forces", "uncertainty"])
-    f_err = np.concatenate([np.abs(r["forces"] - a.calc.results["forces"]).ravel()
-                            for r, a in zip(results, frames)])
+    f_err = np.concatenate(
+        [np.abs(r["forces"] - a.calc.results["forces"]).ravel() for r, a in zip(results, frames)]
+    )
     e_err = [abs(r["energy"] - a.calc.results["energy"]) / len(a) for r, a in zip(results, frames)]
     assert 1e3 * f_err.mean() < 60  # meV/Å against EMT
     assert 1e3 * np.mean(e_err) < 30  # meV/atom

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from mlipserve.server.local import LocalProvider
+from mlipserve.server.serving.local import LocalProvider
 from tests.server.models import conformance as conf
 from tests.server.models.test_conformance import biased_painn, trained_painn
 

@@ -16,13 +16,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from mlipserve.cli import app
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.builtin import lennard_jones
-from mlipserve.server.models.torchscript import load_torchscript
-from mlipserve.server.store import ModelStore, StoreError
 from typer.testing import CliRunner
 
+from mlipserve.cli import app
+from mlipserve.server.models.builtin import lennard_jones
+from mlipserve.server.models.torchscript import load_torchscript
+from mlipserve.server.serving.local import LocalProvider
+from mlipserve.server.store import ModelStore, StoreError
 from tests.server.models import conformance as conf
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -52,7 +52,8 @@ class ScriptLJ(torch.nn.Module):
         n_atoms, n_systems = graph["positions"].shape[0], int(graph["n_systems"])
         energies = pair.new_zeros(pair.shape[0], n_atoms).index_add(1, i, pair)
         energy = energies.new_zeros(pair.shape[0], n_systems).index_add(
-            1, graph["system_index"], energies)
+            1, graph["system_index"], energies
+        )
         if self.ensemble:
             return {"energy": energy, "energies": energies}
         return {"energy": energy[0], "energies": energies[0]}
@@ -90,8 +91,9 @@ def test_conformance(store):
     conf.check_forces_are_gradient(provider, atoms)
     conf.check_stress_is_strain_derivative(provider, atoms)
     conf.check_invariances(provider, atoms)
-    conf.check_batch_equals_single_calls(provider, atoms,
-                                         conf.test_system("Cu", 3.7, seed=11) * (1, 2, 1))
+    conf.check_batch_equals_single_calls(
+        provider, atoms, conf.test_system("Cu", 3.7, seed=11) * (1, 2, 1)
+    )
     conf.check_dtypes_agree(provider, LocalProvider(store.load("lj", dtype="float32")), atoms)
     conf.check_smooth_at_cutoff(provider, "Cu", LJ["rc"])
 
@@ -103,9 +105,12 @@ def test_scripted_committee_gives_uncertainty(tmp_path):
     model = load_torchscript(path, {**META, "ensemble_size": 2})
     atoms = conf.test_system("Cu", 3.7)
     got = LocalProvider(model).evaluate([atoms], ["energy", "uncertainty"])[0]
-    members = [LocalProvider(lennard_jones(**{**LJ, "sigma": LJ["sigma"] * s,
-                                             "epsilon": LJ["epsilon"] / s}))
-               .evaluate([atoms], ["energy"])[0]["energy"] for s in (0.99, 1.01)]
+    members = [
+        LocalProvider(
+            lennard_jones(**{**LJ, "sigma": LJ["sigma"] * s, "epsilon": LJ["epsilon"] / s})
+        ).evaluate([atoms], ["energy"])[0]["energy"]
+        for s in (0.99, 1.01)
+    ]
     assert got["energy"] == pytest.approx(np.mean(members), rel=1e-10)
     assert got["energy_std"] == pytest.approx(np.std(members), rel=1e-8)
     with pytest.raises(ValueError, match="ensemble_size=0"):

@@ -30,9 +30,8 @@ except (ImportError, ValueError) as err:  # ValueError: sevenn refuses e3nn < 0.
     pytest.skip(f"sevenn unavailable ({err}); pip install .[universal]", allow_module_level=True)
 
 from mlipserve.server.config import Settings
-from mlipserve.server.local import LocalProvider
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation import RemoteProvider
-
 from tests.conftest import ServerThread
 from tests.server.models import conformance as conf
 
@@ -44,8 +43,9 @@ def systems():
     """A rattled 8-atom Cu cell and a rattled, sheared 2-atom Si cell."""
     cu = conf.test_system("Cu", a=3.61)
     si = bulk("Si", "diamond", a=5.43)
-    si.set_cell(si.cell.array @ np.array([[1, 0.03, 0], [0, 1, 0.02], [0.01, 0, 1]]),
-                scale_atoms=True)
+    si.set_cell(
+        si.cell.array @ np.array([[1, 0.03, 0], [0, 1, 0.02], [0.01, 0, 1]]), scale_atoms=True
+    )
     si.rattle(0.05, seed=2)
     return [cu, si]
 
@@ -69,15 +69,18 @@ def served():
 
 
 def test_matches_sevennet_calculator_in_process_and_over_grpc(served):
-    from mlipserve.server.models.universal import checkpoint_path
     from sevenn.calculator import SevenNetCalculator
+
+    from mlipserve.server.models.universal import checkpoint_path
 
     reference = SevenNetCalculator(checkpoint_path(), device="cpu")
     batch = systems()
     local = LocalProvider("sevennet-0")
     assert local.model.info.cutoff == reference.cutoff == 5.0
-    assert local.model.info.elements == frozenset(reference.type_map) and len(
-        local.model.info.elements) == 89
+    assert (
+        local.model.info.elements == frozenset(reference.type_map)
+        and len(local.model.info.elements) == 89
+    )
     remote = RemoteProvider(served.address, "sevennet-0")
     try:
         results = {"local": local.evaluate(batch, PROPS), "grpc": remote.evaluate(batch, PROPS)}
@@ -85,8 +88,11 @@ def test_matches_sevennet_calculator_in_process_and_over_grpc(served):
         remote.close()
     for atoms, *ours in zip(batch, results["local"], results["grpc"]):
         atoms.calc = reference
-        expected = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-                    "stress": atoms.get_stress()}
+        expected = {
+            "energy": atoms.get_potential_energy(),
+            "forces": atoms.get_forces(),
+            "stress": atoms.get_stress(),
+        }
         for res in ours:
             for key, tol in TOL.items():
                 assert np.abs(res[key] - expected[key]).max() <= tol, key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlipserve.server.queue.datasets import (
     DatasetError,
     DatasetForbidden,
@@ -16,9 +17,28 @@ from mlipserve.server.queue.datasets import (
 from mlipserve.server.queue.worker import WorkerConfig
 
 
-@pytest.mark.parametrize("ref", ["/abs/x.db", "../x", "a/b", "a\\b", "%2e%2e", "..", "x..y",
-                                 ".hidden", "-x", "X", "x y", "x\x00", "a" * 65, "",
-                                 "postgresql://h/d", "alice:../x", ":x"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "/abs/x.db",
+        "../x",
+        "a/b",
+        "a\\b",
+        "%2e%2e",
+        "..",
+        "x..y",
+        ".hidden",
+        "-x",
+        "X",
+        "x y",
+        "x\x00",
+        "a" * 65,
+        "",
+        "postgresql://h/d",
+        "alice:../x",
+        ":x",
+    ],
+)
 def test_bad_references_are_refused_naming_the_parameter(ref):
     with pytest.raises(DatasetError, match="params.dataset"):
         parse_ref(ref, "bob")
@@ -52,7 +72,9 @@ def test_a_link_out_of_the_datasets_folder_is_refused(tmp_path):
 
 
 def test_postgres_template_is_the_operators():
-    url = dataset_location("/unused", DatasetRef("Lab A", "cu"), "postgresql://db/ds_{tenant}_{name}")
+    url = dataset_location(
+        "/unused", DatasetRef("Lab A", "cu"), "postgresql://db/ds_{tenant}_{name}"
+    )
     assert url == f"postgresql://db/ds_{tenant_dir('Lab A')}_cu"
     with pytest.raises(ValueError, match="dataset_db must be a postgresql"):
         WorkerConfig(queue_url="sqlite:///q.db", data_dir="/d", dataset_db="/tmp/{name}.db")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from ase.build import bulk
+
 from mlipserve.server.dataset import Dataset
 from mlipserve.server.queue.jobstore import JobStore
 from mlipserve.server.queue.lease import LeasePolicy
@@ -26,12 +27,14 @@ def cu(n: int = 1, seed: int = 0) -> list[dict]:
     return out
 
 
-def run_one(queue_url: str, data_dir, kind: str, params: dict, owner: str = "bob",
-            role: str = "user"):
+def run_one(
+    queue_url: str, data_dir, kind: str, params: dict, owner: str = "bob", role: str = "user"
+):
     store = JobStore(queue_url)
     job = store.submit(kind, params, owner=owner, role=role, max_attempts=1)
-    Worker(WorkerConfig(queue_url=queue_url, data_dir=str(data_dir), policy=FAST,
-                        poll_s=0.05)).run(max_jobs=1)
+    Worker(WorkerConfig(queue_url=queue_url, data_dir=str(data_dir), policy=FAST, poll_s=0.05)).run(
+        max_jobs=1
+    )
     return store.get(job.id)
 
 
@@ -42,23 +45,50 @@ def sqlite_url(tmp_path):
 
 def test_injected_import_path_labeller_never_runs(queue_url, tmp_path):
     marker = tmp_path / "pwned"
-    record = run_one(queue_url, tmp_path, "label", {
-        "labeller": "ase:subprocess.Popen", "settings": {"args": ["touch", str(marker)]},
-        "structures": cu(), "dataset": "x"}, role="admin")
+    record = run_one(
+        queue_url,
+        tmp_path,
+        "label",
+        {
+            "labeller": "ase:subprocess.Popen",
+            "settings": {"args": ["touch", str(marker)]},
+            "structures": cu(),
+            "dataset": "x",
+        },
+        role="admin",
+    )
     assert not marker.exists()  # the command never ran
     assert record.state == "failed" and record.attempts == 1
     assert "params.labeller 'ase:subprocess.Popen' is not enabled" in record.error
 
 
 def test_injected_settings_outside_the_policy_never_reach_the_calculator(sqlite_url, tmp_path):
-    record = run_one(sqlite_url, tmp_path, "label", {
-        "labeller": "emt", "settings": {"restart": str(tmp_path / "x")}, "structures": cu(),
-        "dataset": "x"})
+    record = run_one(
+        sqlite_url,
+        tmp_path,
+        "label",
+        {
+            "labeller": "emt",
+            "settings": {"restart": str(tmp_path / "x")},
+            "structures": cu(),
+            "dataset": "x",
+        },
+    )
     assert record.state == "failed" and "params.settings.restart is not a setting" in record.error
 
 
-@pytest.mark.parametrize("dataset", ["{tmp}/outside/abs.db", "../escape", "a/b", "%2e%2e",
-                                     "postgresql://evil.example/db", "x.db/../../y", "CU"])
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "{tmp}/outside/abs.db",
+        "../escape",
+        "a/b",
+        "%2e%2e",
+        "postgresql://evil.example/db",
+        "x.db/../../y",
+        "CU",
+    ],
+)
 def test_injected_dataset_paths_are_refused(sqlite_url, tmp_path, dataset):
     dataset = dataset.format(tmp=tmp_path)
     record = run_one(sqlite_url, tmp_path, "label", {"structures": cu(), "dataset": dataset})
@@ -70,8 +100,9 @@ def test_injected_dataset_paths_are_refused(sqlite_url, tmp_path, dataset):
 
 
 def test_datasets_are_per_tenant_and_shared_only_by_an_admin(sqlite_url, tmp_path):
-    alice = run_one(sqlite_url, tmp_path, "label", {"structures": cu(2), "dataset": "cu"},
-                    owner="alice")
+    alice = run_one(
+        sqlite_url, tmp_path, "label", {"structures": cu(2), "dataset": "cu"}, owner="alice"
+    )
     bob_own = run_one(sqlite_url, tmp_path, "label", {"structures": cu(1, 7), "dataset": "cu"})
     assert alice.state == bob_own.state == "done"
     with Dataset(tmp_path / "datasets" / "alice" / "cu.db") as data:
@@ -92,20 +123,25 @@ def test_datasets_are_per_tenant_and_shared_only_by_an_admin(sqlite_url, tmp_pat
 
 
 def test_model_jobs_of_a_user_key_are_refused_in_the_worker(sqlite_url, tmp_path):
-    for kind, params in (("retrain", {"model": "cu", "dataset": "alice:cu"}),
-                         ("evaluate", {"model": "cu", "candidate": "v2", "holdout": "alice:h"}),
-                         ("promote", {"model": "cu", "candidate": "v2", "holdout": "h"})):
+    for kind, params in (
+        ("retrain", {"model": "cu", "dataset": "alice:cu"}),
+        ("evaluate", {"model": "cu", "candidate": "v2", "holdout": "alice:h"}),
+        ("promote", {"model": "cu", "candidate": "v2", "holdout": "h"}),
+    ):
         record = run_one(sqlite_url, tmp_path, kind, params)
         assert record.state == "failed" and f"{kind} jobs need an admin key" in record.error
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"model": "../../etc", "dataset": "cu"}, "params.model"),
-    ({"model": "cu", "dataset": "cu", "epochs": 10**9}, "params.epochs"),
-    ({"model": "cu", "dataset": "cu", "batch_size": 0}, "params.batch_size"),
-    ({"model": "cu", "dataset": "/srv/other.db"}, "params.dataset"),
-    ({"model": "cu", "dataset": "cu", "device": "cuda:7"}, "params.device"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"model": "../../etc", "dataset": "cu"}, "params.model"),
+        ({"model": "cu", "dataset": "cu", "epochs": 10**9}, "params.epochs"),
+        ({"model": "cu", "dataset": "cu", "batch_size": 0}, "params.batch_size"),
+        ({"model": "cu", "dataset": "/srv/other.db"}, "params.dataset"),
+        ({"model": "cu", "dataset": "cu", "device": "cuda:7"}, "params.device"),
+    ],
+)
 def test_admin_retrain_params_are_bounded(sqlite_url, tmp_path, params, message):
     record = run_one(sqlite_url, tmp_path, "retrain", params, owner="ops", role="admin")
     assert record.state == "failed" and message in record.error
@@ -116,12 +152,23 @@ def test_operator_enabled_import_path_runs_with_its_checked_settings(sqlite_url,
 
     policy = LabellerPolicy()
     policy.labellers["ase:tests.server.queue.slow_emt.SlowEMT"] = LabellerEntry.model_validate(
-        {"user": {"delay": {"type": "float", "min": 0, "max": 1}}})
+        {"user": {"delay": {"type": "float", "min": 0, "max": 1}}}
+    )
     save_policy(tmp_path / "models", policy)
     slow = "ase:tests.server.queue.slow_emt.SlowEMT"
-    ok = run_one(sqlite_url, tmp_path, "label", {"labeller": slow, "settings": {"delay": 0},
-                                                 "structures": cu(), "dataset": "s"})
+    ok = run_one(
+        sqlite_url,
+        tmp_path,
+        "label",
+        {"labeller": slow, "settings": {"delay": 0}, "structures": cu(), "dataset": "s"},
+    )
     assert ok.state == "done", ok.error
-    too_slow = run_one(sqlite_url, tmp_path, "label", {
-        "labeller": slow, "settings": {"delay": 30}, "structures": cu(1, 3), "dataset": "s"})
-    assert too_slow.state == "failed" and "params.settings.delay must be in [0, 1]" in too_slow.error
+    too_slow = run_one(
+        sqlite_url,
+        tmp_path,
+        "label",
+        {"labeller": slow, "settings": {"delay": 30}, "structures": cu(1, 3), "dataset": "s"},
+    )
+    assert (
+        too_slow.state == "failed" and "params.settings.delay must be in [0, 1]" in too_slow.error
+    )

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 from ase.build import bulk
+
 from mlipserve.server.dataset import Dataset
 from mlipserve.server.labellers.policy import LabellerEntry, LabellerPolicy, save_policy
 from mlipserve.server.queue.jobstore import JobStore
 from mlipserve.server.queue.payload import atoms_to_dict
-
 from tests.conftest import ServerProcess, free_port
 from tests.server.queue.conftest import REDIS_URL, flush_queue
 
@@ -33,18 +33,30 @@ def label_params(n: int = 3, delay: float = 2.0, plain: bool = False) -> dict:
     for i in range(n):
         atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
         atoms.rattle(0.05, seed=100 + i)
-        frames.append({"numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
-                       "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist()}
-                      if plain else atoms_to_dict(atoms))
-    return {"structures": frames, "labeller": SLOW, "settings": {"delay": delay},
-            "dataset": "killtest"}
+        frames.append(
+            {
+                "numbers": atoms.numbers.tolist(),
+                "positions": atoms.positions.tolist(),
+                "cell": atoms.cell.array.tolist(),
+                "pbc": atoms.pbc.tolist(),
+            }
+            if plain
+            else atoms_to_dict(atoms)
+        )
+    return {
+        "structures": frames,
+        "labeller": SLOW,
+        "settings": {"delay": delay},
+        "dataset": "killtest",
+    }
 
 
 def enable_slow_emt(data_dir: Path) -> None:
     """The operator's step: let jobs use the slow test calculator (delay ≤ 10 s)."""
     policy = LabellerPolicy()
     policy.labellers[SLOW] = LabellerEntry.model_validate(
-        {"user": {"delay": {"type": "float", "min": 0, "max": 10}}})
+        {"user": {"delay": {"type": "float", "min": 0, "max": 10}}}
+    )
     save_policy(data_dir / "models", policy)
 
 
@@ -75,13 +87,18 @@ def check_exactly_once(data_dir: Path, n: int) -> None:
 def test_sigkill_worker_on_redis_with_default_lease(tmp_path):
     queue = f"{REDIS_URL}#kill{uuid.uuid4().hex[:8]}"
     store = JobStore(queue)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLIPSERVE_REDIS_URL": queue,
-           "MLIPSERVE_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLIPSERVE_REDIS_URL": queue,
+        "MLIPSERVE_DATA_DIR": str(tmp_path),
+    }
     cmd = [sys.executable, "-m", "mlipserve.cli", "worker"]
     enable_slow_emt(tmp_path)
     job = store.submit("label", label_params())
-    first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     second = None
     try:
         wait_for(lambda: rows(tmp_path) >= 1, 90, "the first label never arrived")
@@ -91,8 +108,9 @@ def test_sigkill_worker_on_redis_with_default_lease(tmp_path):
         time.sleep(4)  # the job's child process died with its worker: nothing more is stored
         stalled = rows(tmp_path)
         assert stalled < 3
-        second = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        second = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for(lambda: store.get(job.id).state in ("done", "failed"), 120, "job never ended")
         record = store.get(job.id)
         assert record.state == "done", record.logs
@@ -111,14 +129,22 @@ def test_sigkill_worker_on_redis_with_default_lease(tmp_path):
 
 
 def test_sigkill_embedded_server_mid_label(tmp_path):
-    env = {"MLIPSERVE_DATA_DIR": str(tmp_path), "MLIPSERVE_LEASE_TTL_S": "4",
-           "MLIPSERVE_HEARTBEAT_S": "1", "MLIPSERVE_REAP_EVERY_S": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        "MLIPSERVE_DATA_DIR": str(tmp_path),
+        "MLIPSERVE_LEASE_TTL_S": "4",
+        "MLIPSERVE_HEARTBEAT_S": "1",
+        "MLIPSERVE_REAP_EVERY_S": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     port = free_port()
     enable_slow_emt(tmp_path)
     server = ServerProcess(port, "--models", "lj", env=env)
     try:
-        reply = httpx.post(f"{server.rest_url}/v1/jobs", json={
-            "kind": "label", "params": label_params(plain=True)}, timeout=30)
+        reply = httpx.post(
+            f"{server.rest_url}/v1/jobs",
+            json={"kind": "label", "params": label_params(plain=True)},
+            timeout=30,
+        )
         assert reply.status_code == 201, reply.text
         job_id = reply.json()["id"]
         wait_for(lambda: rows(tmp_path) >= 1, 90, "the first label never arrived")
@@ -129,7 +155,9 @@ def test_sigkill_embedded_server_mid_label(tmp_path):
 
         def finished() -> bool:
             return httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()["state"] in (
-                "done", "failed")
+                "done",
+                "failed",
+            )
 
         wait_for(finished, 120, "job never ended after the restart")
         record = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from mlipserve.server.queue.jobstore import JobStore
 from mlipserve.server.queue.lease import Lease, LeasePolicy, reap
 

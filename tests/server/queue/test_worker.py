@@ -8,6 +8,7 @@ import time
 import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
+
 from mlipserve.server.dataset import Dataset
 from mlipserve.server.labellers.policy import LabellerEntry, LabellerPolicy, save_policy
 from mlipserve.server.queue.jobstore import JobStore
@@ -31,7 +32,8 @@ def config(queue_url: str, tmp_path) -> WorkerConfig:
     """A fast worker whose operator enabled the slow EMT test calculator (delay ≤ 60 s)."""
     policy = LabellerPolicy()
     policy.labellers["ase:tests.server.queue.slow_emt.SlowEMT"] = LabellerEntry.model_validate(
-        {"user": {"delay": {"type": "float", "min": 0, "max": 60}}})
+        {"user": {"delay": {"type": "float", "min": 0, "max": 60}}}
+    )
     save_policy(tmp_path / "models", policy)
     return WorkerConfig(queue_url=queue_url, data_dir=str(tmp_path), policy=FAST, poll_s=0.05)
 
@@ -39,8 +41,7 @@ def config(queue_url: str, tmp_path) -> WorkerConfig:
 def test_label_job_stores_each_structure_once_with_emt_values(queue_url, tmp_path):
     store = JobStore(queue_url)
     frames = structures(3)
-    params = {"structures": [atoms_to_dict(a) for a in frames], "labeller": "emt",
-              "dataset": "cu"}
+    params = {"structures": [atoms_to_dict(a) for a in frames], "labeller": "emt", "dataset": "cu"}
     first = store.submit("label", params, owner="lab")
     again = store.submit("label", params, owner="lab")  # the same structures once more
     assert Worker(config(queue_url, tmp_path)).run(max_jobs=2) == 2
@@ -60,10 +61,17 @@ def test_label_job_stores_each_structure_once_with_emt_values(queue_url, tmp_pat
 
 def test_time_limit_then_bounded_retries_then_failed_with_reason(queue_url, tmp_path):
     store = JobStore(queue_url)
-    job = store.submit("label", {
-        "structures": [atoms_to_dict(structures(1)[0])],
-        "labeller": "ase:tests.server.queue.slow_emt.SlowEMT", "settings": {"delay": 30},
-        "dataset": "slow"}, time_limit_s=5.0, max_attempts=2)
+    job = store.submit(
+        "label",
+        {
+            "structures": [atoms_to_dict(structures(1)[0])],
+            "labeller": "ase:tests.server.queue.slow_emt.SlowEMT",
+            "settings": {"delay": 30},
+            "dataset": "slow",
+        },
+        time_limit_s=5.0,
+        max_attempts=2,
+    )
     started = time.time()
     Worker(config(queue_url, tmp_path)).run(max_jobs=2)
     record = store.get(job.id)
@@ -87,12 +95,18 @@ def test_bad_parameters_fail_at_once_without_retry(queue_url, tmp_path):
 
 def test_cancel_stops_a_running_job(queue_url, tmp_path):
     store = JobStore(queue_url)
-    job = store.submit("label", {
-        "structures": [atoms_to_dict(a) for a in structures(2)],
-        "labeller": "ase:tests.server.queue.slow_emt.SlowEMT", "settings": {"delay": 30},
-        "dataset": "c"})
-    worker = threading.Thread(target=Worker(config(queue_url, tmp_path)).run,
-                              kwargs={"max_jobs": 1})
+    job = store.submit(
+        "label",
+        {
+            "structures": [atoms_to_dict(a) for a in structures(2)],
+            "labeller": "ase:tests.server.queue.slow_emt.SlowEMT",
+            "settings": {"delay": 30},
+            "dataset": "c",
+        },
+    )
+    worker = threading.Thread(
+        target=Worker(config(queue_url, tmp_path)).run, kwargs={"max_jobs": 1}
+    )
     worker.start()
     deadline = time.time() + 30
     while store.get(job.id).state != "running" and time.time() < deadline:

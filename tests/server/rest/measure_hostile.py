@@ -48,14 +48,22 @@ def peak_rss_mb(pid: int) -> float:
 def unauthenticated_upload(port: int, size: int) -> dict:
     """Send a multipart upload of `size` bytes without a key on a raw socket; time the answer."""
     boundary = "b0undary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; "
-            f"filename=\"m.safetensors\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{{}}" \
-           f"\r\n--{boundary}--\r\n".encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="artifact"; '
+        f'filename="m.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{{}}'
+        f"\r\n--{boundary}--\r\n".encode()
+    )
     total = len(head) + size + len(tail)
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall((f"POST /v1/models/cu/versions HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
-                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"POST /v1/models/cu/versions HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+        ).encode()
+    )
     sent, answer, start = [0], {}, time.perf_counter()
 
     def read():
@@ -79,9 +87,12 @@ def unauthenticated_upload(port: int, size: int) -> dict:
         pass  # the server closed the connection after answering
     reader.join(120)
     sock.close()
-    return {"status": answer.get("status"), "seconds_to_answer": round(answer.get("s", -1), 3),
-            "mb_sent_when_answered": round(answer.get("sent", 0) / MB, 1),
-            "mb_of_body": round(total / MB, 1)}
+    return {
+        "status": answer.get("status"),
+        "seconds_to_answer": round(answer.get("s", -1), 3),
+        "mb_sent_when_answered": round(answer.get("sent", 0) / MB, 1),
+        "mb_of_body": round(total / MB, 1),
+    }
 
 
 def grpc_p50_ms(address: str, stop: threading.Event, out: list) -> None:
@@ -97,33 +108,65 @@ def grpc_p50_ms(address: str, stop: threading.Event, out: list) -> None:
 def oversized_evaluate(rest: str, key: str, pid: int, size: int, chunked: bool) -> dict:
     """A msgpack evaluate body of `size` bytes with a user key; status, time, peak-RSS growth."""
     n = size // 24
-    body = msgpack.packb({"systems": [{"positions": {"dtype": "<f8", "shape": [n, 3],
-                                                     "data": bytes(24 * n)},
-                                       "numbers": [18] * 1}], "properties": ["energy"]})
+    body = msgpack.packb(
+        {
+            "systems": [
+                {
+                    "positions": {"dtype": "<f8", "shape": [n, 3], "data": bytes(24 * n)},
+                    "numbers": [18] * 1,
+                }
+            ],
+            "properties": ["energy"],
+        }
+    )
     before = peak_rss_mb(pid)
-    content = (body[i:i + MB] for i in range(0, len(body), MB)) if chunked else body
+    content = (body[i : i + MB] for i in range(0, len(body), MB)) if chunked else body
     start = time.perf_counter()
     try:
-        reply = httpx.post(f"{rest}/v1/models/lj/evaluate", content=content, timeout=300,
-                           headers={"content-type": "application/msgpack",
-                                    "authorization": f"Bearer {key}"})
+        reply = httpx.post(
+            f"{rest}/v1/models/lj/evaluate",
+            content=content,
+            timeout=300,
+            headers={"content-type": "application/msgpack", "authorization": f"Bearer {key}"},
+        )
         status = reply.status_code
         detail = reply.text[:120]
     except httpx.HTTPError as err:
         status, detail = None, f"{type(err).__name__}: {err}"
-    return {"status": status, "detail": detail, "seconds": round(time.perf_counter() - start, 3),
-            "peak_rss_growth_mb": round(peak_rss_mb(pid) - before, 1),
-            "mb_of_body": round(len(body) / MB, 1)}
+    return {
+        "status": status,
+        "detail": detail,
+        "seconds": round(time.perf_counter() - start, 3),
+        "peak_rss_growth_mb": round(peak_rss_mb(pid) - before, 1),
+        "mb_of_body": round(len(body) / MB, 1),
+    }
 
 
 @contextlib.contextmanager
 def served(data: str):
     """`mlipserve serve --auth` on free ports over the key database in `data`."""
     port, rest_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlipserve.cli", "serve", "--auth", "--models",
-                             "lj", "--data-dir", data, "--port", str(port), "--rest-port",
-                             str(rest_port), "--workers", "0"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlipserve.cli",
+            "serve",
+            "--auth",
+            "--models",
+            "lj",
+            "--data-dir",
+            data,
+            "--port",
+            str(port),
+            "--rest-port",
+            str(rest_port),
+            "--workers",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rest = f"http://127.0.0.1:{rest_port}"
     try:
         for _ in range(600):
@@ -166,8 +209,9 @@ def main() -> None:
         out["upload_without_key"] = upload
     for case, chunked in (("evaluate_content_length", False), ("evaluate_chunked", True)):
         with served(data) as (_, rest_port, pid):
-            out[case] = oversized_evaluate(f"http://127.0.0.1:{rest_port}", key, pid,
-                                           args.body_mb * MB, chunked)
+            out[case] = oversized_evaluate(
+                f"http://127.0.0.1:{rest_port}", key, pid, args.body_mb * MB, chunked
+            )
     print(json.dumps(out, indent=1))
 
 

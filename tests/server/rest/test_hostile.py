@@ -21,13 +21,23 @@ SYSTEM = {"positions": [[0, 0, 0], [3.8, 0, 0]], "numbers": [18, 18]}
 GOOD = {"systems": [SYSTEM], "properties": ["energy"]}
 
 
-def early_answer(port: int, path: str, declared: int, headers: dict[str, str] | None = None,
-                 sent: int = 64 * 1024, method: str = "POST") -> tuple[int, dict, float]:
+def early_answer(
+    port: int,
+    path: str,
+    declared: int,
+    headers: dict[str, str] | None = None,
+    sent: int = 64 * 1024,
+    method: str = "POST",
+) -> tuple[int, dict, float]:
     """Declare a body of `declared` bytes, send only `sent` of them, and read the answer the
     server gives without the rest: (status, JSON body, seconds). A server that waits for the
     whole body never answers, and the read times out."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: test", f"Content-Length: {declared}",
-             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: test",
+        f"Content-Length: {declared}",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     start = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         start_of_body = PART if "multipart" in str(headers) else b""  # a well-formed start
@@ -36,8 +46,13 @@ def early_answer(port: int, path: str, declared: int, headers: dict[str, str] | 
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
         head, _, body = data.partition(b"\r\n\r\n")
-        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
-                          if l.lower().startswith(b"content-length")))
+        length = int(
+            next(
+                l.split(b":")[1]
+                for l in head.split(b"\r\n")
+                if l.lower().startswith(b"content-length")
+            )
+        )
         while len(body) < length:
             body += sock.recv(65536)
     status = int(head.split(b" ")[1])
@@ -55,16 +70,19 @@ def still_serves(srv: ServerThread, key: str | None = None) -> None:
 def secured(tmp_path_factory):
     """A server with auth on, small request limits and a 1 MiB upload limit; a user key."""
     data = tmp_path_factory.mktemp("hostile-auth")
-    srv = ServerThread(Settings(port=0, models=["lj"], auth=True, data_dir=data, max_upload_mb=1,
-                                **LIMITS))
+    srv = ServerThread(
+        Settings(port=0, models=["lj"], auth=True, data_dir=data, max_upload_mb=1, **LIMITS)
+    )
     _, user = KeyStore(srv.settings.key_db_url).create("user", "lab-h")
     yield srv, user
     srv.stop()
 
 
 MULTIPART = {"content-type": "multipart/form-data; boundary=b0undary"}
-PART = (b'--b0undary\r\nContent-Disposition: form-data; name="artifact"; filename="m.safetensors"'
-        b"\r\nContent-Type: application/octet-stream\r\n\r\n")
+PART = (
+    b'--b0undary\r\nContent-Disposition: form-data; name="artifact"; filename="m.safetensors"'
+    b"\r\nContent-Type: application/octet-stream\r\n\r\n"
+)
 NO_KEY = [  # route, headers: every one answers 401 before a byte of its 300 MB body is read
     ("/v1/models/cu/versions", MULTIPART),
     ("/v1/models/lj/evaluate", {"content-type": "application/msgpack"}),
@@ -74,8 +92,9 @@ NO_KEY = [  # route, headers: every one answers 401 before a byte of its 300 MB 
 
 
 @pytest.mark.parametrize("path,headers", NO_KEY, ids=[p for p, _ in NO_KEY])
-@pytest.mark.parametrize("key", [None, "Bearer mls_nope_nope", "Basic abc"],
-                         ids=["no-key", "unknown-key", "not-bearer"])
+@pytest.mark.parametrize(
+    "key", [None, "Bearer mls_nope_nope", "Basic abc"], ids=["no-key", "unknown-key", "not-bearer"]
+)
 def test_a_large_body_without_a_valid_key_is_401_before_it_is_read(secured, path, headers, key):
     srv, user = secured
     headers = {**headers, **({"authorization": key} if key else {})}
@@ -89,20 +108,26 @@ def test_a_large_body_without_a_valid_key_is_401_before_it_is_read(secured, path
 def test_jobs_without_a_key_is_401_not_422(secured):
     srv, user = secured
     for body in ("{not json", "[" * 100_000, "{}", '{"kind": "nope"}', '{"kind": "label"}'):
-        reply = httpx.post(f"{srv.rest_url}/v1/jobs", content=body,
-                           headers={"content-type": "application/json"})
+        reply = httpx.post(
+            f"{srv.rest_url}/v1/jobs", content=body, headers={"content-type": "application/json"}
+        )
         assert reply.status_code == 401, reply.text
         assert reply.headers["www-authenticate"] == "Bearer"
     still_serves(srv, user)
 
 
-@pytest.mark.parametrize("path,headers,declared", [
-    ("/v1/models/lj/evaluate", {"content-type": "application/msgpack"}, 400 * MB),
-    ("/v1/jobs", {"content-type": "application/json"}, 2 * MB),
-    ("/v1/models/cu/versions", MULTIPART, 3 * MB),  # the upload cap: 1 MiB + framing
-], ids=["evaluate", "jobs", "upload"])
-def test_a_content_length_over_the_cap_is_413_before_the_body_is_read(secured, path, headers,
-                                                                       declared):
+@pytest.mark.parametrize(
+    "path,headers,declared",
+    [
+        ("/v1/models/lj/evaluate", {"content-type": "application/msgpack"}, 400 * MB),
+        ("/v1/jobs", {"content-type": "application/json"}, 2 * MB),
+        ("/v1/models/cu/versions", MULTIPART, 3 * MB),  # the upload cap: 1 MiB + framing
+    ],
+    ids=["evaluate", "jobs", "upload"],
+)
+def test_a_content_length_over_the_cap_is_413_before_the_body_is_read(
+    secured, path, headers, declared
+):
     srv, user = secured
     headers = {**headers, "authorization": f"Bearer {user}"}
     status, body, seconds = early_answer(srv.running.rest_port, path, declared, headers)
@@ -121,9 +146,12 @@ def test_a_chunked_body_over_the_cap_is_cut_with_413(secured):
             yield b"\x91" + b"\0" * (MB - 1)
 
     try:
-        reply = httpx.post(f"{srv.rest_url}/v1/models/lj/evaluate", content=chunks(), timeout=30,
-                           headers={"content-type": "application/msgpack",
-                                    "authorization": f"Bearer {user}"})
+        reply = httpx.post(
+            f"{srv.rest_url}/v1/models/lj/evaluate",
+            content=chunks(),
+            timeout=30,
+            headers={"content-type": "application/msgpack", "authorization": f"Bearer {user}"},
+        )
         assert reply.status_code == 413, reply.text
         assert "exceeds this route's limit" in reply.json()["detail"]
     except httpx.WriteError:
@@ -134,9 +162,12 @@ def test_a_chunked_body_over_the_cap_is_cut_with_413(secured):
 
 def test_an_upload_under_the_cap_with_a_user_key_is_still_refused_by_role(secured):
     srv, user = secured
-    reply = httpx.post(f"{srv.rest_url}/v1/models/cu/versions",
-                       files={"artifact": ("m.safetensors", b"\0" * 1000)},
-                       data={"metadata": "{}"}, headers={"authorization": f"Bearer {user}"})
+    reply = httpx.post(
+        f"{srv.rest_url}/v1/models/cu/versions",
+        files={"artifact": ("m.safetensors", b"\0" * 1000)},
+        data={"metadata": "{}"},
+        headers={"authorization": f"Bearer {user}"},
+    )
     assert reply.status_code == 403
 
 
@@ -157,46 +188,103 @@ EVALUATE = [  # (id, body, msgpack?, field the message must name)
     ("properties-number", {**GOOD, "properties": 5}, False, "properties"),
     ("properties-objects", {**GOOD, "properties": [{"a": 1}]}, False, "properties"),
     ("systems-number", {"systems": 7, "properties": ["energy"]}, False, "systems"),
-    ("numbers-float", {**GOOD, "systems": [{**SYSTEM, "numbers": [29.7, 18]}]}, False,
-     "systems[0].numbers"),
-    ("numbers-bool", {**GOOD, "systems": [{**SYSTEM, "numbers": [True, True]}]}, False,
-     "systems[0].numbers"),
-    ("positions-strings", {**GOOD, "systems": [{**SYSTEM, "positions": [["0", "0", "0"]] * 2}]},
-     False, "systems[0].positions"),
-    ("pbc-strings", {**GOOD, "systems": [{**SYSTEM, "pbc": ["no", "no", "no"]}]}, False,
-     "systems[0].pbc"),
+    (
+        "numbers-float",
+        {**GOOD, "systems": [{**SYSTEM, "numbers": [29.7, 18]}]},
+        False,
+        "systems[0].numbers",
+    ),
+    (
+        "numbers-bool",
+        {**GOOD, "systems": [{**SYSTEM, "numbers": [True, True]}]},
+        False,
+        "systems[0].numbers",
+    ),
+    (
+        "positions-strings",
+        {**GOOD, "systems": [{**SYSTEM, "positions": [["0", "0", "0"]] * 2}]},
+        False,
+        "systems[0].positions",
+    ),
+    (
+        "pbc-strings",
+        {**GOOD, "systems": [{**SYSTEM, "pbc": ["no", "no", "no"]}]},
+        False,
+        "systems[0].pbc",
+    ),
     ("priority-superscript", {**GOOD, "priority": "²"}, False, "priority"),
     ("priority-list", {**GOOD, "priority": [1]}, False, "priority"),
-    ("shape-negative", {**GOOD, "systems": [{"positions": array("<f8", [-2, -3], POSITIONS),
-                                             "numbers": [18, 18]}]}, True, "positions.shape"),
-    ("shape-fractional", {**GOOD, "systems": [{"positions": array("<f8", [1.5, 4], POSITIONS),
-                                               "numbers": [18, 18]}]}, True, "positions.shape"),
-    ("shape-string", {**GOOD, "systems": [{"positions": array("<f8", "23", POSITIONS),
-                                           "numbers": [18, 18]}]}, True, "positions.shape"),
-    ("shape-bytes-mismatch", {**GOOD, "systems": [{"positions": array("<f8", [3, 3], POSITIONS),
-                                                   "numbers": [18, 18]}]}, True, "positions.data"),
-    ("dtype-list", {**GOOD, "systems": [{"positions": array(["<f8"], [2, 3], POSITIONS),
-                                         "numbers": [18, 18]}]}, True, "positions.dtype"),
-    ("numbers-float-array", {**GOOD, "systems": [{**SYSTEM, "numbers": array("<f8", [2], b"\0" * 16)}]},
-     True, "systems[0].numbers"),
+    (
+        "shape-negative",
+        {
+            **GOOD,
+            "systems": [{"positions": array("<f8", [-2, -3], POSITIONS), "numbers": [18, 18]}],
+        },
+        True,
+        "positions.shape",
+    ),
+    (
+        "shape-fractional",
+        {
+            **GOOD,
+            "systems": [{"positions": array("<f8", [1.5, 4], POSITIONS), "numbers": [18, 18]}],
+        },
+        True,
+        "positions.shape",
+    ),
+    (
+        "shape-string",
+        {**GOOD, "systems": [{"positions": array("<f8", "23", POSITIONS), "numbers": [18, 18]}]},
+        True,
+        "positions.shape",
+    ),
+    (
+        "shape-bytes-mismatch",
+        {**GOOD, "systems": [{"positions": array("<f8", [3, 3], POSITIONS), "numbers": [18, 18]}]},
+        True,
+        "positions.data",
+    ),
+    (
+        "dtype-list",
+        {
+            **GOOD,
+            "systems": [{"positions": array(["<f8"], [2, 3], POSITIONS), "numbers": [18, 18]}],
+        },
+        True,
+        "positions.dtype",
+    ),
+    (
+        "numbers-float-array",
+        {**GOOD, "systems": [{**SYSTEM, "numbers": array("<f8", [2], b"\0" * 16)}]},
+        True,
+        "systems[0].numbers",
+    ),
 ]
 
 
-@pytest.mark.parametrize("body,binary,field", [c[1:] for c in EVALUATE], ids=[c[0] for c in EVALUATE])
+@pytest.mark.parametrize(
+    "body,binary,field", [c[1:] for c in EVALUATE], ids=[c[0] for c in EVALUATE]
+)
 def test_a_malformed_evaluate_value_is_422_naming_the_field(server, body, binary, field):
     content = msgpack.packb(body) if binary else json.dumps(body)
     kind = "application/msgpack" if binary else "application/json"
-    reply = httpx.post(f"{server.rest_url}/v1/models/lj/evaluate", content=content,
-                       headers={"content-type": kind})
+    reply = httpx.post(
+        f"{server.rest_url}/v1/models/lj/evaluate", content=content, headers={"content-type": kind}
+    )
     assert reply.status_code == 422, reply.text
     assert reply.json()["detail"].startswith(field) or f"{field}:" in reply.json()["detail"]
     still_serves(server)
 
 
-@pytest.mark.parametrize("path,status", [
-    ("/v1/models/%00lj/evaluate", 422), ("/v1/models/" + "x" * 300 + "/evaluate", 422),
-    ("/v1/models/-lj/evaluate", 422), ("/v1/models/nope/evaluate", 404),
-])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/v1/models/%00lj/evaluate", 422),
+        ("/v1/models/" + "x" * 300 + "/evaluate", 422),
+        ("/v1/models/-lj/evaluate", 422),
+        ("/v1/models/nope/evaluate", 404),
+    ],
+)
 def test_a_malformed_model_name_in_the_path_is_a_4xx_naming_it(server, path, status):
     reply = httpx.post(f"{server.rest_url}{path}", json=GOOD)
     assert reply.status_code == status, reply.text
@@ -213,8 +301,10 @@ def test_a_key_id_that_keeps_failing_gets_429_before_its_body_is_read(secured):
         pytest.skip("this KeyStore has no rate limit on failed verifications")
     key_id, _ = store.create("user", "lab-guess")
     wrong = {"authorization": f"Bearer mls_{key_id}_not-the-secret"}
-    statuses = [early_answer(srv.running.rest_port, "/v1/jobs", 300 * MB, wrong)[0]
-                for _ in range(store.max_failures)]
+    statuses = [
+        early_answer(srv.running.rest_port, "/v1/jobs", 300 * MB, wrong)[0]
+        for _ in range(store.max_failures)
+    ]
     assert statuses == [401] * store.max_failures
     status, body, seconds = early_answer(srv.running.rest_port, "/v1/jobs", 300 * MB, wrong)
     assert status == 429 and "too many failed" in body["detail"] and seconds < 5

@@ -30,16 +30,23 @@ def store_server(tmp_path_factory):
 
 def post(http: httpx.Client, name: str, data: bytes, meta=META) -> httpx.Response:
     text = meta if isinstance(meta, str) else json.dumps(meta)
-    return http.post(f"/v1/models/{name}/versions", files={"artifact": ("m.safetensors", data)},
-                     data={"metadata": text})
+    return http.post(
+        f"/v1/models/{name}/versions",
+        files={"artifact": ("m.safetensors", data)},
+        data={"metadata": text},
+    )
 
 
 def healthy(http: httpx.Client) -> None:
     """The listing and an evaluation still work after a hostile request."""
     assert http.get("/v1/models").status_code == 200
-    reply = http.post("/v1/models/lj/evaluate", json={
-        "systems": [{"positions": [[0, 0, 0], [3.8, 0, 0]], "numbers": [18, 18]}],
-        "properties": ["energy"]})
+    reply = http.post(
+        "/v1/models/lj/evaluate",
+        json={
+            "systems": [{"positions": [[0, 0, 0], [3.8, 0, 0]], "numbers": [18, 18]}],
+            "properties": ["energy"],
+        },
+    )
     assert reply.status_code == 200, reply.text
 
 
@@ -49,20 +56,40 @@ UPLOADS = [  # (id, name in the path, metadata, field the message must name)
     ("name-dotdot", "%2E%2E", META, "name"),
     ("metadata-100k-deep", "cu", "[" * 100_000 + "]" * 100_000, "metadata"),
     ("metadata-30k-deep", "cu", DEEP, "metadata"),
-    ("metadata-deep-object", "cu", {**META, "metrics": json.loads('{"a":' * 40 + "1" + "}" * 40)},
-     "metadata"),
+    (
+        "metadata-deep-object",
+        "cu",
+        {**META, "metrics": json.loads('{"a":' * 40 + "1" + "}" * 40)},
+        "metadata",
+    ),
     ("metadata-not-json", "cu", "{family", "metadata"),
     ("metadata-list", "cu", [META], "metadata"),
     ("family-unknown", "cu", {**META, "family": "pickle"}, "metadata.family"),
-    ("config-huge", "cu", {**META, "config": {**CFG.to_dict(), "features": 10**6}},
-     "metadata.config.features"),
-    ("config-fractional", "cu", {**META, "config": {**CFG.to_dict(), "layers": 1.5}},
-     "metadata.config.layers"),
-    ("config-too-many-parameters", "cu", {**META, "config": {**CFG.to_dict(), "features": 512}},
-     "metadata.config"),
+    (
+        "config-huge",
+        "cu",
+        {**META, "config": {**CFG.to_dict(), "features": 10**6}},
+        "metadata.config.features",
+    ),
+    (
+        "config-fractional",
+        "cu",
+        {**META, "config": {**CFG.to_dict(), "layers": 1.5}},
+        "metadata.config.layers",
+    ),
+    (
+        "config-too-many-parameters",
+        "cu",
+        {**META, "config": {**CFG.to_dict(), "features": 512}},
+        "metadata.config",
+    ),
     ("cutoff-string", "cu", {**META, "cutoff": "far"}, "metadata.cutoff"),
-    ("cutoff-nan", "cu", json.dumps(META).replace('"cutoff": 4.0', '"cutoff": NaN'),
-     "metadata.cutoff"),
+    (
+        "cutoff-nan",
+        "cu",
+        json.dumps(META).replace('"cutoff": 4.0', '"cutoff": NaN'),
+        "metadata.cutoff",
+    ),
     ("created-string", "cu", {**META, "created": "yesterday"}, "metadata.created"),
     ("elements-zero", "cu", {**META, "elements": [0]}, "metadata.elements"),
     ("dtype-unknown", "cu", {**META, "dtype": "float8"}, "metadata.dtype"),
@@ -82,8 +109,9 @@ def test_a_malformed_upload_is_422_naming_the_field(store_server, name, meta, fi
     assert [m["version"] for m in http.get("/v1/models/cu").json()["versions"]] == ["v1", "v2"]
 
 
-@pytest.mark.parametrize("name,target", [("cu-up", "../" * 12 + "etc/passwd"),
-                                         ("cu-abs", "/etc/passwd")])
+@pytest.mark.parametrize(
+    "name,target", [("cu-up", "../" * 12 + "etc/passwd"), ("cu-abs", "/etc/passwd")]
+)
 def test_metadata_cannot_point_the_download_outside_the_version(store_server, name, target):
     _, http = store_server
     data = artifact(4)
@@ -93,16 +121,19 @@ def test_metadata_cannot_point_the_download_outside_the_version(store_server, na
     healthy(http)
 
 
-@pytest.mark.parametrize("method,path,status", [
-    ("DELETE", "/v1/models/cu/versions/v99", 404),
-    ("DELETE", "/v1/models/cu/versions/%00", 422),
-    ("POST", "/v1/models/cu/versions/v99/load", 404),
-    ("POST", "/v1/models/cu/versions/" + "v" * 300 + "/load", 422),
-    ("POST", "/v1/models/cu/versions/v99/unload", 404),
-    ("GET", "/v1/models/cu/versions/v99/download", 404),
-    ("GET", "/v1/models/%00/versions/v1/download", 422),
-    ("GET", "/v1/models/-x", 422),
-])
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("DELETE", "/v1/models/cu/versions/v99", 404),
+        ("DELETE", "/v1/models/cu/versions/%00", 422),
+        ("POST", "/v1/models/cu/versions/v99/load", 404),
+        ("POST", "/v1/models/cu/versions/" + "v" * 300 + "/load", 422),
+        ("POST", "/v1/models/cu/versions/v99/unload", 404),
+        ("GET", "/v1/models/cu/versions/v99/download", 404),
+        ("GET", "/v1/models/%00/versions/v1/download", 422),
+        ("GET", "/v1/models/-x", 422),
+    ],
+)
 def test_a_missing_or_malformed_version_is_a_4xx(store_server, method, path, status):
     _, http = store_server
     reply = http.request(method, path)
@@ -112,8 +143,11 @@ def test_a_missing_or_malformed_version_is_a_4xx(store_server, method, path, sta
     healthy(http)
 
 
-@pytest.mark.parametrize("body", [{"version": ["v1"]}, {"version": "../v1"}, {"version": 3},
-                                  {}], ids=["list", "path", "number", "missing"])
+@pytest.mark.parametrize(
+    "body",
+    [{"version": ["v1"]}, {"version": "../v1"}, {"version": 3}, {}],
+    ids=["list", "path", "number", "missing"],
+)
 def test_a_malformed_default_version_is_422(store_server, body):
     _, http = store_server
     reply = http.put("/v1/models/cu/default", json=body)
@@ -136,8 +170,9 @@ def test_concurrent_loads_and_uploads_of_one_model_all_succeed(store_server):
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(r.status_code for r in replies) == [200] * 3 + [201] * 3, \
-        [r.text for r in replies]
+    assert sorted(r.status_code for r in replies) == [200] * 3 + [201] * 3, [
+        r.text for r in replies
+    ]
     versions = {r.json()["version"] for r in replies if r.status_code == 201}
     assert versions == {"v1", "v2", "v3"}
     assert http.post("/v1/models/cu/versions/v2/unload").status_code == 200
@@ -155,7 +190,9 @@ def test_a_failed_hot_swap_to_a_builtin_version_changes_nothing(tmp_path):
             assert "built-in" in reply.json()["detail"]
             assert srv.registry.default_version("lj") == "v1"
             assert srv.running.rest.config.app.state.store.default_version("lj") == "v1"
-            shown = {m["version"]: m["is_default"] for m in http.get("/v1/models/lj").json()["versions"]}
+            shown = {
+                m["version"]: m["is_default"] for m in http.get("/v1/models/lj").json()["versions"]
+            }
             assert shown == {"v1": True, "builtin-1": False}
     finally:
         srv.stop()

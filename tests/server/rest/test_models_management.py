@@ -20,8 +20,14 @@ from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from tests.conftest import ServerThread
 
 CFG = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=1, members=2, max_z=30)
-META = {"family": "painn", "config": CFG.to_dict(), "cutoff": 4.0, "elements": [29],
-        "ensemble_size": 2, "dtype": "float64"}
+META = {
+    "family": "painn",
+    "config": CFG.to_dict(),
+    "cutoff": 4.0,
+    "elements": [29],
+    "ensemble_size": 2,
+    "dtype": "float64",
+}
 
 
 def artifact(seed: int) -> bytes:
@@ -30,8 +36,11 @@ def artifact(seed: int) -> bytes:
 
 
 def upload(http: httpx.Client, data: bytes, meta=META) -> httpx.Response:
-    return http.post("/v1/models/cu/versions", files={"artifact": ("m.safetensors", data)},
-                     data={"metadata": json.dumps(meta)})
+    return http.post(
+        "/v1/models/cu/versions",
+        files={"artifact": ("m.safetensors", data)},
+        data={"metadata": json.dumps(meta)},
+    )
 
 
 @pytest.fixture

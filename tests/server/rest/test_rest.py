@@ -9,8 +9,8 @@ import pytest
 from ase.build import bulk
 
 from mlipserve.client import Client
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import lennard_jones
+from mlipserve.server.serving.local import LocalProvider
 
 
 def argon():
@@ -44,41 +44,66 @@ def test_metrics_count_requests_and_batches(server):
 def test_evaluate_msgpack_and_json_match_grpc(server, binary):
     atoms = argon()
     if binary:
+
         def arr(a, dtype):
             a = np.ascontiguousarray(a, dtype=dtype)
             return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
-        system = {"positions": arr(atoms.positions, "<f8"), "numbers": arr(atoms.numbers, "<i4"),
-                  "cell": arr(atoms.cell.array, "<f8"), "pbc": [True] * 3}
+
+        system = {
+            "positions": arr(atoms.positions, "<f8"),
+            "numbers": arr(atoms.numbers, "<i4"),
+            "cell": arr(atoms.cell.array, "<f8"),
+            "pbc": [True] * 3,
+        }
         body = msgpack.packb({"systems": [system], "properties": ["energy", "forces"]})
         headers = {"content-type": "application/msgpack"}
     else:
-        system = {"positions": atoms.positions.tolist(), "numbers": atoms.numbers.tolist(),
-                  "cell": atoms.cell.array.tolist(), "pbc": [True] * 3}
+        system = {
+            "positions": atoms.positions.tolist(),
+            "numbers": atoms.numbers.tolist(),
+            "cell": atoms.cell.array.tolist(),
+            "pbc": [True] * 3,
+        }
         body = __import__("json").dumps({"systems": [system], "properties": ["energy", "forces"]})
         headers = {"content-type": "application/json"}
     reply = httpx.post(f"{server.rest_url}/v1/models/lj/evaluate", content=body, headers=headers)
     assert reply.status_code == 200, reply.text
     data = msgpack.unpackb(reply.content) if binary else reply.json()
     res = data["results"][0]
-    forces = (np.frombuffer(res["forces"]["data"]).reshape(res["forces"]["shape"]) if binary
-              else np.array(res["forces"]))
+    forces = (
+        np.frombuffer(res["forces"]["data"]).reshape(res["forces"]["shape"])
+        if binary
+        else np.array(res["forces"])
+    )
     ref = LocalProvider(lennard_jones()).evaluate([atoms])[0]
     assert res["energy"] == pytest.approx(ref["energy"], rel=1e-12)
     assert np.allclose(forces, ref["forces"], atol=1e-12)
     assert data["model_version"] == "builtin-1"
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"systems": [{"positions": [[0, 0, 0]], "numbers": [0]}], "properties": ["energy"]},
-     "atomic number 0"),
-    ({"systems": [{"positions": [[0, 0]], "numbers": [18]}], "properties": ["energy"]},
-     "positions: shape (1, 2)"),
-    ({"systems": [{"positions": [[0, 0, "x"]], "numbers": [18]}], "properties": ["energy"]},
-     "not a numeric array"),
-    ({"systems": [], "properties": ["energy"]}, "no system"),
-    ({"systems": [{"positions": [[0, 0, 0]], "numbers": [18]}], "properties": []}, "none requested"),
-    ([1, 2, 3], "an object"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        (
+            {"systems": [{"positions": [[0, 0, 0]], "numbers": [0]}], "properties": ["energy"]},
+            "atomic number 0",
+        ),
+        (
+            {"systems": [{"positions": [[0, 0]], "numbers": [18]}], "properties": ["energy"]},
+            "positions: shape (1, 2)",
+        ),
+        (
+            {"systems": [{"positions": [[0, 0, "x"]], "numbers": [18]}], "properties": ["energy"]},
+            "not a numeric array",
+        ),
+        ({"systems": [], "properties": ["energy"]}, "no system"),
+        (
+            {"systems": [{"positions": [[0, 0, 0]], "numbers": [18]}], "properties": []},
+            "none requested",
+        ),
+        ([1, 2, 3], "an object"),
+    ],
+)
 def test_rest_bad_input_is_a_4xx_naming_the_field(server, body, fragment):
     reply = httpx.post(f"{server.rest_url}/v1/models/lj/evaluate", json=body)
     assert reply.status_code == 422
@@ -86,6 +111,9 @@ def test_rest_bad_input_is_a_4xx_naming_the_field(server, body, fragment):
 
 
 def test_rest_undecodable_body_is_400(server):
-    reply = httpx.post(f"{server.rest_url}/v1/models/lj/evaluate", content=b"\xc1\xff",
-                       headers={"content-type": "application/msgpack"})
+    reply = httpx.post(
+        f"{server.rest_url}/v1/models/lj/evaluate",
+        content=b"\xc1\xff",
+        headers={"content-type": "application/msgpack"},
+    )
     assert reply.status_code == 400

@@ -26,8 +26,12 @@ def emt_frames(n: int, seed: int) -> list:
         atoms.set_cell(atoms.cell * (1 + rng.uniform(-0.03, 0.03)), scale_atoms=True)
         atoms.rattle(0.1, rng=rng)
         atoms.calc = EMT()
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(),
-                                           forces=atoms.get_forces(), stress=atoms.get_stress())
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces(),
+            stress=atoms.get_stress(),
+        )
         frames.append(atoms)
     return frames
 
@@ -36,8 +40,9 @@ def emt_frames(n: int, seed: int) -> list:
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     frames = emt_frames(40, seed=0)
-    result = train(frames, TINY, TrainConfig(epochs=40, lr=5e-3, patience=100), out_dir=out,
-                   progress=False)
+    result = train(
+        frames, TINY, TrainConfig(epochs=40, lr=5e-3, patience=100), out_dir=out, progress=False
+    )
     return frames, result, out
 
 
@@ -45,7 +50,9 @@ def test_training_learns_the_labels(trained):
     frames, result, _ = trained
     assert result.history[-1]["val"] < 0.1 * result.history[0]["val"]
     test = [frames[i] for i in result.split["test"]]
-    zero_force_mae = 1e3 * np.mean(np.concatenate([np.abs(a.calc.results["forces"]).ravel() for a in test]))
+    zero_force_mae = 1e3 * np.mean(
+        np.concatenate([np.abs(a.calc.results["forces"]).ravel() for a in test])
+    )
     assert result.metrics["force_mae_mev_per_A"] < 0.6 * zero_force_mae
     assert result.metrics["energy_mae_mev_per_atom"] < 100
     assert set(result.split) == {"train", "val", "test"}
@@ -57,7 +64,9 @@ def test_report_files(trained):
     for name in ("learning_curve.png", "parity_forces.png", "metrics.json"):
         assert (out / name).stat().st_size > 1000 or name == "metrics.json"
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["metrics"]["force_mae_mev_per_A"] == pytest.approx(result.metrics["force_mae_mev_per_A"])
+    assert saved["metrics"]["force_mae_mev_per_A"] == pytest.approx(
+        result.metrics["force_mae_mev_per_A"]
+    )
     assert saved["train_config"]["seed"] == 0
 
 
@@ -83,6 +92,9 @@ def test_metrics_match_a_direct_computation(trained):
     from mlipserve.server.training.report import as_provider
 
     res = as_provider(result.module).evaluate(test, ["energy", "forces"])
-    direct = 1e3 * np.mean(np.concatenate(
-        [np.abs(r["forces"] - a.calc.results["forces"]).ravel() for r, a in zip(res, test)]))
+    direct = 1e3 * np.mean(
+        np.concatenate(
+            [np.abs(r["forces"] - a.calc.results["forces"]).ravel() for r, a in zip(res, test)]
+        )
+    )
     assert metrics["force_mae_mev_per_A"] == pytest.approx(direct, rel=1e-9)

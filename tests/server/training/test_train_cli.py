@@ -14,8 +14,13 @@ from ase.calculators.emt import EMT
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "mlipserve.cli", *args], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mlipserve.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_data_then_train_into_a_store(tmp_path):
@@ -23,13 +28,29 @@ def test_data_then_train_into_a_store(tmp_path):
     done = cli("data", str(data), "--seed", "5")
     assert done.returncode == 0, done.stderr
     frames = ase.io.read(data, index=":")
-    assert len(frames) == 54 and {"Cu", "Al", "Pt"} <= set(sum((a.get_chemical_symbols() for a in frames), []))
+    assert len(frames) == 54 and {"Cu", "Al", "Pt"} <= set(
+        sum((a.get_chemical_symbols() for a in frames), [])
+    )
     sample = frames[7].copy()
     sample.calc = EMT()
     assert np.allclose(frames[7].get_forces(), sample.get_forces(), atol=1e-5)  # labels are EMT's
     store = tmp_path / "store"
-    done = cli("train", str(data), "--store", str(store), "--report", str(tmp_path / "report"),
-               "--epochs", "2", "--members", "2", "--features", "8", "--cutoff", "4.0")
+    done = cli(
+        "train",
+        str(data),
+        "--store",
+        str(store),
+        "--report",
+        str(tmp_path / "report"),
+        "--epochs",
+        "2",
+        "--members",
+        "2",
+        "--features",
+        "8",
+        "--cutoff",
+        "4.0",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     meta = json.loads((store / "default" / "v1" / "metadata.json").read_text())
     assert meta["ensemble_size"] == 2 and meta["elements"] == [13, 28, 29, 46, 47, 78, 79]

@@ -18,8 +18,13 @@ import numpy as np
 
 BIN = Path(sys.executable).parent
 PROPERTIES = ("step", "kinetic_cv", "kinetic_td", "potential", "r_gyration", "conserved")
-UNITS = {"kinetic_cv": "electronvolt", "kinetic_td": "electronvolt", "potential": "electronvolt",
-         "r_gyration": "angstrom", "conserved": "electronvolt"}
+UNITS = {
+    "kinetic_cv": "electronvolt",
+    "kinetic_td": "electronvolt",
+    "potential": "electronvolt",
+    "r_gyration": "angstrom",
+    "conserved": "electronvolt",
+}
 
 INPUT = """<simulation verbosity='{verbosity}' safe_stride='1000000'>
   <output prefix='sim'>
@@ -80,29 +85,55 @@ class IPIRun:
         return {name: data[:, i] for i, name in enumerate(PROPERTIES)}
 
 
-def start_ipi(folder: Path, symbols: list[str], positions: np.ndarray, beads: int, steps: int,
-              temperature: float, dt_fs: float, tau_fs: float, driver_args: list[str],
-              thermostat: str = "pile_l", seed: int = 12345, stride: int = 1,
-              cell: float = 50.0, verbosity: str = "low") -> IPIRun:
+def start_ipi(
+    folder: Path,
+    symbols: list[str],
+    positions: np.ndarray,
+    beads: int,
+    steps: int,
+    temperature: float,
+    dt_fs: float,
+    tau_fs: float,
+    driver_args: list[str],
+    thermostat: str = "pile_l",
+    seed: int = 12345,
+    stride: int = 1,
+    cell: float = 50.0,
+    verbosity: str = "low",
+) -> IPIRun:
     """Start i-PI in `folder` and an `i-pi-py_driver` with `driver_args` (e.g. -m harmonic).
 
     With verbosity "medium" i-PI logs its mean wall time per step every 100 steps to ipi.log.
     """
     folder.mkdir(parents=True, exist_ok=True)
     address = f"mlipserve-{uuid.uuid4().hex[:10]}"
-    header = (f"# CELL(abcABC): {cell} {cell} {cell} 90.0 90.0 90.0 "
-              "cell{angstrom} positions{angstrom}")
+    header = (
+        f"# CELL(abcABC): {cell} {cell} {cell} 90.0 90.0 90.0 "
+        "cell{angstrom} positions{angstrom}"
+    )
     lines = [str(len(symbols)), header]
     lines += [f"{s} {x:.10f} {y:.10f} {z:.10f}" for s, (x, y, z) in zip(symbols, positions)]
     (folder / "init.xyz").write_text("\n".join(lines) + "\n")
     props = ", ".join(n if n == "step" else f"{n}{{{UNITS[n]}}}" for n in PROPERTIES)
-    (folder / "input.xml").write_text(INPUT.format(
-        stride=stride, properties=props, steps=steps, seed=seed, address=address, beads=beads,
-        temperature=temperature, dt_fs=dt_fs, thermostat=thermostat, tau_fs=tau_fs,
-        verbosity=verbosity))
+    (folder / "input.xml").write_text(
+        INPUT.format(
+            stride=stride,
+            properties=props,
+            steps=steps,
+            seed=seed,
+            address=address,
+            beads=beads,
+            temperature=temperature,
+            dt_fs=dt_fs,
+            thermostat=thermostat,
+            tau_fs=tau_fs,
+            verbosity=verbosity,
+        )
+    )
     log = (folder / "ipi.log").open("w")
-    server = subprocess.Popen([str(BIN / "i-pi"), "input.xml"], cwd=folder, stdout=log,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(BIN / "i-pi"), "input.xml"], cwd=folder, stdout=log, stderr=subprocess.STDOUT
+    )
     socket = Path("/tmp") / f"ipi_{address}"
     deadline = time.monotonic() + 60
     while not socket.exists():
@@ -112,7 +143,11 @@ def start_ipi(folder: Path, symbols: list[str], positions: np.ndarray, beads: in
             log.close()
             raise RuntimeError(f"i-PI did not open its socket: {(folder / 'ipi.log').read_text()}")
         time.sleep(0.05)
-    driver = subprocess.Popen([str(BIN / "i-pi-py_driver"), "-u", "-a", address, *driver_args],
-                              cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(
+        [str(BIN / "i-pi-py_driver"), "-u", "-a", address, *driver_args],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()  # the children hold their own copies
     return IPIRun(folder, server, driver, socket)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms, units
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.analytic import harmonic
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.pimd import (
     PILE_G,
     PILE_L,
@@ -25,7 +26,6 @@ from mlipserve.simulation.pimd.estimators import (
     potential_energy,
     quantum_kinetic_energy,
 )
-
 from tests.simulation.pimd.harmonic_reference import (
     HBAR,
     block_mean,
@@ -62,8 +62,13 @@ def run(p: int, steps: int, thermostat, dt_fs: float = 0.5, seed: int = 0) -> di
     state = RingPolymerState.from_atoms(atoms, p, T, seeds=seed)
     pimd = PathIntegralMD(provider, state, PIMDIntegrator(dt_fs * units.fs, thermostat))
     pimd.run(100)
-    rows: dict[str, list] = {"kinetic_cv": [], "kinetic_td": [], "potential": [], "q2": [],
-                             "classical_kinetic": []}
+    rows: dict[str, list] = {
+        "kinetic_cv": [],
+        "kinetic_td": [],
+        "potential": [],
+        "q2": [],
+        "classical_kinetic": [],
+    }
     for _ in range(steps):
         s = pimd.step()
         rows["kinetic_cv"].append(kinetic_centroid_virial(s)[0] / N_ATOMS)
@@ -72,8 +77,9 @@ def run(p: int, steps: int, thermostat, dt_fs: float = 0.5, seed: int = 0) -> di
         rows["q2"].append(np.mean(np.sum(s.positions[0] ** 2, -1)))
         rows["classical_kinetic"].append(s.kinetic_energy[0] / (p * N_ATOMS))
     assert pimd.calls == steps + 100 + 1
-    np.testing.assert_allclose(quantum_kinetic_energy(s, per_atom=True).sum(1),
-                               kinetic_centroid_virial(s))
+    np.testing.assert_allclose(
+        quantum_kinetic_energy(s, per_atom=True).sum(1), kinetic_centroid_virial(s)
+    )
     return {key: block_mean(np.array(v)) for key, v in rows.items()}
 
 
@@ -108,8 +114,12 @@ def test_ring_polymer_matches_exact_finite_p(p: int, thermostat, steps: int) -> 
     end-of-step kinetic energy carries an O(dt²) bias: −0.7 % at P = 8, 0.5 fs)."""
     res = run(p, steps, thermostat)
     ref = exact(p, T, MASS, OMEGA)
-    for key, ref_key in (("kinetic_cv", "kinetic"), ("kinetic_td", "kinetic"),
-                         ("potential", "potential"), ("q2", "q2")):
+    for key, ref_key in (
+        ("kinetic_cv", "kinetic"),
+        ("kinetic_td", "kinetic"),
+        ("potential", "potential"),
+        ("q2", "q2"),
+    ):
         check(res[key], ref[ref_key])
     assert res["classical_kinetic"][0] == pytest.approx(1.5 * p * units.kB * T, rel=0.02)
     for key, (mean, err) in res.items():

@@ -8,10 +8,12 @@ import scipy.linalg
 from ase import Atoms, units
 from ase.cluster import Icosahedron
 from ase.io import read as ase_read
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.analytic import double_well
-from mlipserve.simulation.integrators import langevin_baoab
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.md import MolecularDynamics
+from mlipserve.simulation.md.integrators import langevin_baoab
+from mlipserve.simulation.md.state import MDState
 from mlipserve.simulation.pimd import (
     PILE_G,
     PILE_L,
@@ -22,7 +24,6 @@ from mlipserve.simulation.pimd import (
 )
 from mlipserve.simulation.pimd.estimators import conserved_quantity, ring_polymer_hamiltonian
 from mlipserve.simulation.pimd.normal_modes import HBAR, normal_mode_matrix
-from mlipserve.simulation.state import MDState
 
 T = 300.0
 
@@ -40,10 +41,12 @@ def test_transform_is_orthonormal_and_diagonalises_the_springs(p: int) -> None:
     np.testing.assert_allclose(c.T @ c, np.eye(p), atol=1e-12)
     modes = NormalModes(p, T)
     omega_p = p * units.kB * T / HBAR
-    np.testing.assert_allclose(c.T @ laplacian(p) @ c, np.diag(modes.omega**2) / omega_p**2,
-                               atol=1e-12)
-    np.testing.assert_allclose(np.sort(modes.omega**2 / omega_p**2),
-                               np.sort(np.linalg.eigvalsh(laplacian(p))), atol=1e-12)
+    np.testing.assert_allclose(
+        c.T @ laplacian(p) @ c, np.diag(modes.omega**2) / omega_p**2, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.sort(modes.omega**2 / omega_p**2), np.sort(np.linalg.eigvalsh(laplacian(p))), atol=1e-12
+    )
     q = np.random.default_rng(p).normal(size=(3, p, 4, 3))
     np.testing.assert_allclose(modes.to_beads(modes.to_modes(q)), q, atol=1e-12)
     np.testing.assert_allclose(modes.to_modes(q)[:, 0], np.sqrt(p) * q.mean(1), atol=1e-12)
@@ -126,8 +129,9 @@ def test_one_bead_is_classical_langevin_md(tmp_path) -> None:
     atoms.set_momenta(np.random.default_rng(0).normal(0, 0.3, (13, 3)))
     provider = LocalProvider("lj")
     tau, dt = 50 * units.fs, 5 * units.fs
-    md = MolecularDynamics(provider, MDState.from_atoms(atoms, seeds=7),
-                           langevin_baoab(dt, T, 1.0 / tau))
+    md = MolecularDynamics(
+        provider, MDState.from_atoms(atoms, seeds=7), langevin_baoab(dt, T, 1.0 / tau)
+    )
     rp = RingPolymerState.from_atoms(atoms, 1, T, seeds=7, thermal_momenta=False)
     pimd = PathIntegralMD(provider, rp, PIMDIntegrator(dt, PILE_L(tau)))
     md.run(30)
@@ -139,8 +143,7 @@ def test_one_bead_is_classical_langevin_md(tmp_path) -> None:
     moved = np.abs(md.state.positions - atoms.positions).max()
     assert moved > 0.05
     np.testing.assert_allclose(pimd.state.positions[0, 0], md.state.positions, atol=1e-9)
-    np.testing.assert_allclose(pimd.state.thermostat_energy, md.state.thermostat_energy,
-                               atol=1e-9)
+    np.testing.assert_allclose(pimd.state.thermostat_energy, md.state.thermostat_energy, atol=1e-9)
 
 
 def test_bad_input_is_refused() -> None:

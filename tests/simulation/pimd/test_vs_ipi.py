@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms, units
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.analytic import harmonic
-from mlipserve.simulation.pimd import PILE_L, PathIntegralMD, PIMDIntegrator, RingPolymerState
 
+from mlipserve.server.models.analytic import harmonic
+from mlipserve.server.serving.local import LocalProvider
+from mlipserve.simulation.pimd import PILE_L, PathIntegralMD, PIMDIntegrator, RingPolymerState
 from tests.simulation.pimd.harmonic_reference import HBAR, block_mean, exact
 from tests.simulation.pimd.ipi_reference import ipi_available, start_ipi
 
@@ -36,15 +36,25 @@ NAMES = ("kinetic_cv", "kinetic_td", "potential", "r_gyration")
 def test_pimd_agrees_with_ipi(tmp_path) -> None:
     """Ours vs i-PI on the same trap: four estimators within 4 combined σ; both vs exact."""
     k_au = MASS_ME * HW_HARTREE**2
-    ipi = start_ipi(tmp_path / "ipi", ["H"] * N, np.zeros((N, 3)), P, STEPS, T, DT_FS, TAU_FS,
-                    ["-m", "harmonic", "-o", f"{k_au:.12f}"])
+    ipi = start_ipi(
+        tmp_path / "ipi",
+        ["H"] * N,
+        np.zeros((N, 3)),
+        P,
+        STEPS,
+        T,
+        DT_FS,
+        TAU_FS,
+        ["-m", "harmonic", "-o", f"{k_au:.12f}"],
+    )
     try:
         omega = HW_HARTREE * units.Hartree / HBAR
         provider = LocalProvider(harmonic(k=MASS * omega**2))
         atoms = Atoms(f"H{N}", positions=np.zeros((N, 3)), masses=[MASS] * N)
         state = RingPolymerState.from_atoms(atoms, P, T, seeds=11)
-        pimd = PathIntegralMD(provider, state,
-                              PIMDIntegrator(DT_FS * units.fs, PILE_L(TAU_FS * units.fs)))
+        pimd = PathIntegralMD(
+            provider, state, PIMDIntegrator(DT_FS * units.fs, PILE_L(TAU_FS * units.fs))
+        )
         log = pimd.log(1, NAMES)
         q2_series: list[float] = []
         pimd.attach(lambda: q2_series.append(np.mean(np.sum(pimd.state.positions**2, -1))))

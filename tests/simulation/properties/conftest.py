@@ -1,19 +1,11 @@
-"""Fixtures for the property tests: an in-process EMT provider and ASE-side references."""
+"""Fixtures for the property tests: ASE-side references (`emt` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from mlipserve.server.local import LocalProvider
-from mlipserve.server.models.builtin import emt_model
 from scipy.optimize import minimize_scalar
-
-
-@pytest.fixture(scope="session")
-def emt() -> LocalProvider:
-    """ASE's EMT served in-process (the same adapter the server runs)."""
-    return LocalProvider(emt_model())
 
 
 def ase_fcc_minimum(symbol: str) -> tuple[float, float]:

@@ -8,8 +8,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.eos import EquationOfState
 from ase.units import GPa
-from mlipserve.server.local import LocalProvider
+from scipy.optimize import brentq
+
 from mlipserve.server.models.builtin import LJ_ARGON, lennard_jones
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.properties.elastic import (
     cubic_born_criteria,
     elastic_moduli,
@@ -17,7 +19,6 @@ from mlipserve.simulation.properties.elastic import (
     strain_matrix,
 )
 from mlipserve.simulation.properties.stress import deformed
-from scipy.optimize import brentq
 
 
 def emt_curvature(atoms, voigt_direction: np.ndarray, h: float = 1e-3) -> float:
@@ -79,8 +80,9 @@ def smooth_lj(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inside = x < ro2
     norm = (rc2 - ro2) ** 3
     f = np.where(inside, 1.0, (rc2 - x) ** 2 * (rc2 + 2 * x - 3 * ro2) / norm)
-    df_dx = np.where(inside, 0.0, (-2 * (rc2 - x) * (rc2 + 2 * x - 3 * ro2)
-                                   + 2 * (rc2 - x) ** 2) / norm)
+    df_dx = np.where(
+        inside, 0.0, (-2 * (rc2 - x) * (rc2 + 2 * x - 3 * ro2) + 2 * (rc2 - x) ** 2) / norm
+    )
     d2f_dx2 = np.where(inside, 0.0, (2 * (rc2 + 2 * x - 3 * ro2) - 8 * (rc2 - x)) / norm)
     df = df_dx * 2 * r
     d2f = d2f_dx2 * 4 * x + df_dx * 2

@@ -8,6 +8,7 @@ from ase import units
 from ase.calculators.emt import EMT
 from ase.neighborlist import neighbor_list
 from ase.optimize import FIRE
+
 from mlipserve.simulation.properties.grain_boundary import (
     distance_to_boundary,
     one_site_per_layer,

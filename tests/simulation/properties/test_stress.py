@@ -7,6 +7,7 @@ import pytest
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
+
 from mlipserve.server.models.builtin import LJ_ARGON
 from mlipserve.simulation import RemoteProvider
 from mlipserve.simulation.properties.stress import check_stress, deformed, provider_stress
@@ -21,8 +22,14 @@ def sheared_rattled(symbol: str, a: float, reps: int) -> object:
 
 CASES = {
     "emt": (lambda: EMT(), "Cu", 3.6, 2),
-    "lj": (lambda: LennardJones(sigma=LJ_ARGON["sigma"], epsilon=LJ_ARGON["epsilon"],
-                                rc=LJ_ARGON["rc"], smooth=True), "Ar", 5.3, 3),
+    "lj": (
+        lambda: LennardJones(
+            sigma=LJ_ARGON["sigma"], epsilon=LJ_ARGON["epsilon"], rc=LJ_ARGON["rc"], smooth=True
+        ),
+        "Ar",
+        5.3,
+        3,
+    ),
 }
 
 

@@ -8,6 +8,7 @@ from ase import units
 from ase.build import fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 from ase.optimize import FIRE
+
 from mlipserve.simulation.properties.surface import fit_surface_energy, surface_energies
 
 BUILD = {"100": fcc100, "110": fcc110, "111": fcc111}

@@ -9,6 +9,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.optimize import FIRE
+
 from mlipserve.simulation.properties.bulk import relaxed_fcc
 from mlipserve.simulation.properties.vacancy import (
     HEA_ELEMENTS,
@@ -53,8 +54,10 @@ def test_random_alloy_composition_and_reproducibility():
     assert max(counts.values()) - min(counts.values()) <= 1
     again = random_fcc_alloy(HEA_ELEMENTS, (2, 2, 2), seed=3)
     assert again.get_chemical_symbols() == atoms.get_chemical_symbols()
-    assert random_fcc_alloy(HEA_ELEMENTS, (2, 2, 2), seed=4).get_chemical_symbols() != \
-        atoms.get_chemical_symbols()
+    assert (
+        random_fcc_alloy(HEA_ELEMENTS, (2, 2, 2), seed=4).get_chemical_symbols()
+        != atoms.get_chemical_symbols()
+    )
 
 
 def test_alloy_vacancies_match_ase_and_batching_changes_nothing(emt):
@@ -66,8 +69,7 @@ def test_alloy_vacancies_match_ase_and_batching_changes_nothing(emt):
     assert summary["relaxed"]["mean"] == pytest.approx(res.relaxed.mean())
     assert summary["relaxed"]["std"] == pytest.approx(res.relaxed.std())
     # one site alone: the batched relaxation gives the same number (per-system FIRE)
-    alone = vacancy_formation_energies(emt, atoms, [5], relax_bulk_cell=False, fmax=0.01,
-                                       mu=res.mu)
+    alone = vacancy_formation_energies(emt, atoms, [5], relax_bulk_cell=False, fmax=0.01, mu=res.mu)
     assert alone.relaxed[0] == pytest.approx(res.relaxed[1], abs=1e-9)
     # independent: ASE relaxes bulk and vacancy, μ from ASE's own fcc minima (2 meV)
     e_bulk = ase_energy(atoms, relax=True)

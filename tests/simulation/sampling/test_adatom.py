@@ -7,7 +7,8 @@ import pytest
 from ase import units
 from ase.build import add_adsorbate, fcc100
 from ase.constraints import FixAtoms
-from mlipserve.server.local import LocalProvider
+
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.neb import make_band, run_neb
 from mlipserve.simulation.relax import relax_batch
 from mlipserve.simulation.sampling.cvs import Position
@@ -65,17 +66,30 @@ def test_umbrella_barrier_matches_neb(morse, hop, tmp_path):
     """
     ends, neb = hop
     x_min, x_top = ends[0].positions[-1, 0], neb.images[neb.climbing_index].positions[-1, 0]
-    assert 0.3 < neb.barrier < 0.45 and x_top == pytest.approx(x_min + A0 / np.sqrt(2) / 2,
-                                                                abs=0.01)
-    exact = quadrature_free_energy(morse, neb.images[neb.climbing_index], x_top) - \
-        quadrature_free_energy(morse, ends[0], x_min)
+    assert 0.3 < neb.barrier < 0.45 and x_top == pytest.approx(
+        x_min + A0 / np.sqrt(2) / 2, abs=0.01
+    )
+    exact = quadrature_free_energy(
+        morse, neb.images[neb.climbing_index], x_top
+    ) - quadrature_free_energy(morse, ends[0], x_min)
     assert abs(exact - neb.barrier) < 0.003  # entropy of the (y, z) modes: ≈ −1 meV
 
     cv = Position(len(ends[0]) - 1, 0)
     centers = np.linspace(x_min - 0.12, x_top + 0.12, 14)
     starts = starts_along_path(neb.images, cv, centers)
-    result = run_umbrella(morse, starts, cv, centers, 2.5, T, dt=1.2, friction=0.5, steps=800,
-                          equilibration=200, seed=0)
+    result = run_umbrella(
+        morse,
+        starts,
+        cv,
+        centers,
+        2.5,
+        T,
+        dt=1.2,
+        friction=0.5,
+        steps=800,
+        equilibration=200,
+        seed=0,
+    )
     assert all(np.allclose(a.positions[:-1], ends[0].positions[:-1]) for a in result.final)
     edges = np.arange(x_min - 0.26, x_top + 0.2, 0.04)
     for method in ("mbar", "wham"):
@@ -84,7 +98,11 @@ def test_umbrella_barrier_matches_neb(morse, hop, tmp_path):
         assert 0 < err < 0.03
         assert abs(barrier - neb.barrier) < 0.03, (method, barrier, err)
         assert abs(barrier - exact) < 3 * err + 0.003, (method, barrier, err)
-    png = prof.plot(tmp_path / "hop.png", reference=(np.array([p.positions[-1, 0]
-                                                               for p in neb.images]),
-                                                     neb.energies - neb.energies[0]))
+    png = prof.plot(
+        tmp_path / "hop.png",
+        reference=(
+            np.array([p.positions[-1, 0] for p in neb.images]),
+            neb.energies - neb.energies[0],
+        ),
+    )
     assert png.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
+
 from mlipserve.simulation.sampling.cvs import (
     Angle,
     Coordination,
@@ -18,8 +19,7 @@ from mlipserve.simulation.sampling.cvs import (
 def molecule(seed: int = 0, n: int = 6) -> Atoms:
     """A random, non-degenerate cluster of n atoms in a periodic 6 Å box (so images matter)."""
     rng = np.random.default_rng(seed)
-    atoms = Atoms(f"Cu{n}", positions=rng.uniform(0.0, 6.0, (n, 3)), cell=[6.0, 6.5, 7.0],
-                  pbc=True)
+    atoms = Atoms(f"Cu{n}", positions=rng.uniform(0.0, 6.0, (n, 3)), cell=[6.0, 6.5, 7.0], pbc=True)
     return atoms
 
 
@@ -52,7 +52,8 @@ def test_gradient_matches_finite_differences(name):
         # Start between the path's images 1 and 2, off the path: s and z vary in every direction.
         imgs = path_images()
         atoms.positions = 0.5 * (imgs[1] + imgs[2]) + 0.2 * np.random.default_rng(5).normal(
-            size=(6, 3))
+            size=(6, 3)
+        )
     cell, pbc = atoms.cell.array, atoms.pbc
     # A batch of two replicas: the second displaced, so the batch dimension is exercised.
     batch = np.stack([atoms.positions, atoms.positions + 0.05])
@@ -77,9 +78,11 @@ def test_values_match_ase_geometry():
     atoms = molecule(seed=1)
     pos, cell, pbc = atoms.positions, atoms.cell.array, atoms.pbc
     assert Distance(0, 3).evaluate(pos, cell, pbc)[0][0] == pytest.approx(
-        atoms.get_distance(0, 3, mic=True), abs=1e-10)
+        atoms.get_distance(0, 3, mic=True), abs=1e-10
+    )
     assert np.degrees(Angle(1, 0, 4).evaluate(pos, cell, pbc)[0][0]) == pytest.approx(
-        atoms.get_angle(1, 0, 4, mic=True), abs=1e-8)
+        atoms.get_angle(1, 0, 4, mic=True), abs=1e-8
+    )
     phi = np.degrees(Dihedral(0, 1, 2, 3).evaluate(pos, cell, pbc)[0][0]) % 360.0
     assert phi == pytest.approx(atoms.get_dihedral(0, 1, 2, 3, mic=True), abs=1e-8)
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms, units
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.analytic import double_well
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.sampling.cvs import Dihedral, Position
 from mlipserve.simulation.sampling.metadynamics import (
     WellTemperedMetadynamics,
     run_metadynamics,
 )
-
 from tests.simulation.counting import CountingProvider
 
 HEIGHT, A, T = 0.1, 1.0, 300.0
 KT = units.kB * T
-
 
 
 def potential(x):
@@ -34,9 +33,22 @@ def metad(well):
     """4 independent copies × 4 walkers, all started in the left well, 1500 steps of 5 fs."""
     counting = CountingProvider(well)
     atoms = Atoms("H", positions=[[-1.0, 0.0, 0.0]], cell=[20.0, 20.0, 20.0])
-    result = run_metadynamics(counting, atoms, [Position(0, 0)], sigma=0.1, height=0.005,
-                              bias_factor=6.0, temperature_K=T, dt=0.5, friction=1.0,
-                              steps=1500, pace=10, walkers=4, copies=4, seed=0)
+    result = run_metadynamics(
+        counting,
+        atoms,
+        [Position(0, 0)],
+        sigma=0.1,
+        height=0.005,
+        bias_factor=6.0,
+        temperature_K=T,
+        dt=0.5,
+        friction=1.0,
+        steps=1500,
+        pace=10,
+        walkers=4,
+        copies=4,
+        seed=0,
+    )
     return result, counting
 
 
@@ -50,7 +62,7 @@ def test_walkers_share_one_call_and_deposit(metad):
     # Walkers crossed the barrier: every copy visited the right well.
     x = result.values[:, :, 0]
     for copy in range(4):
-        assert (x[:, copy * 4:(copy + 1) * 4] > 0.8).any()
+        assert (x[:, copy * 4 : (copy + 1) * 4] > 0.8).any()
 
 
 def test_double_well_free_energy_matches_exact(metad, tmp_path):
@@ -83,9 +95,22 @@ def test_two_cv_metadynamics_surface(well, tmp_path):
     harmonic rise in y at x = −0.4, ½ k_perp 0.3² = 0.045 eV, within 0.02-0.08 eV [0.041].
     """
     atoms = Atoms("H", positions=[[-1.0, 0.0, 0.0]], cell=[20.0, 20.0, 20.0])
-    result = run_metadynamics(well, atoms, [Position(0, 0), Position(0, 1)], sigma=[0.1, 0.1],
-                              height=0.005, bias_factor=6.0, temperature_K=T, dt=0.5,
-                              friction=1.0, steps=600, pace=10, walkers=6, copies=1, seed=3)
+    result = run_metadynamics(
+        well,
+        atoms,
+        [Position(0, 0), Position(0, 1)],
+        sigma=[0.1, 0.1],
+        height=0.005,
+        bias_factor=6.0,
+        temperature_K=T,
+        dt=0.5,
+        friction=1.0,
+        steps=600,
+        pace=10,
+        walkers=6,
+        copies=1,
+        seed=3,
+    )
     gx, gy = np.linspace(-1.4, 1.4, 29), np.linspace(-0.3, 0.3, 7)
     free, err = result.surface(gx, gy)
     assert free.shape == (29, 7) and err.shape == (29, 7)
@@ -102,8 +127,14 @@ def test_two_cv_metadynamics_surface(well, tmp_path):
 
 def test_periodic_cv_gaussians_wrap():
     """A Gaussian at φ = π − 0.05 biases φ = −π + 0.05 as if 0.1 rad away (dihedral period)."""
-    bias = WellTemperedMetadynamics([Dihedral(0, 1, 2, 3)], sigma=0.1, height=0.01,
-                                    bias_factor=5.0, temperature_K=300.0, n_replicas=1)
+    bias = WellTemperedMetadynamics(
+        [Dihedral(0, 1, 2, 3)],
+        sigma=0.1,
+        height=0.01,
+        bias_factor=5.0,
+        temperature_K=300.0,
+        n_replicas=1,
+    )
     bias.deposit(np.array([[np.pi - 0.05]]))
     v, dv = bias.energy(np.array([[-np.pi + 0.05]]))
     assert v[0] == pytest.approx(0.01 * np.exp(-0.5), rel=1e-9)
@@ -122,5 +153,6 @@ def test_bad_input_raises(well):
     with pytest.raises(ValueError, match="sigma"):
         WellTemperedMetadynamics([cv], [0.1, 0.2], 0.01, 5.0, 300.0, 1)
     with pytest.raises(ValueError, match="pace"):
-        run_metadynamics(well, atoms, [cv], 0.1, 0.01, 5.0, 300.0, dt=0.5, friction=1.0,
-                         steps=10, pace=0)
+        run_metadynamics(
+            well, atoms, [cv], 0.1, 0.01, 5.0, 300.0, dt=0.5, friction=1.0, steps=10, pace=0
+        )

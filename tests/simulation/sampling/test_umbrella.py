@@ -7,20 +7,19 @@ import itertools
 import numpy as np
 import pytest
 from ase import Atoms, units
-from mlipserve.server.local import LocalProvider
+
 from mlipserve.server.models.analytic import double_well
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.sampling.bias import BiasedProvider, HarmonicRestraint
 from mlipserve.simulation.sampling.cvs import Distance, Position
 from mlipserve.simulation.sampling.free_energy import mbar_profile, plot_profiles, wham_profile
 from mlipserve.simulation.sampling.umbrella import run_umbrella
-
 from tests.simulation.counting import CountingProvider
 
 HEIGHT, A, T = 0.1, 1.0, 300.0
 KT = units.kB * T
 CENTERS = np.linspace(-1.5, 1.5, 13)
 EDGES = np.linspace(-1.65, 1.65, 34)  # 0.1-wide bins, one centred on the minimum x = −1
-
 
 
 def potential(x):
@@ -49,8 +48,19 @@ def umbrella(well):
     for c in CENTERS:
         atoms = Atoms("H", positions=[[c, 0.0, 0.0]], cell=[20.0, 20.0, 20.0])
         starts.append(atoms)
-    result = run_umbrella(counting, starts, Position(0, 0), CENTERS, 1.0, T, dt=0.5,
-                          friction=1.0, steps=1200, equilibration=100, seed=0)
+    result = run_umbrella(
+        counting,
+        starts,
+        Position(0, 0),
+        CENTERS,
+        1.0,
+        T,
+        dt=0.5,
+        friction=1.0,
+        steps=1200,
+        equilibration=100,
+        seed=0,
+    )
     return result, counting
 
 
@@ -138,10 +148,20 @@ def test_bad_input_raises(well):
     with pytest.raises(ValueError, match="positive"):
         HarmonicRestraint(Position(0, 0), [0.0], -1.0)
     with pytest.raises(ValueError, match="starting structures"):
-        run_umbrella(well, [atoms, atoms], Position(0, 0), [0.0, 0.5, 1.0], 1.0, T, dt=0.5,
-                     friction=1.0, steps=10)
+        run_umbrella(
+            well,
+            [atoms, atoms],
+            Position(0, 0),
+            [0.0, 0.5, 1.0],
+            1.0,
+            T,
+            dt=0.5,
+            friction=1.0,
+            steps=10,
+        )
     with pytest.raises(ValueError, match="stress"):
         BiasedProvider(well, HarmonicRestraint(Position(0, 0), [0.0], 1.0)).evaluate(
-            [atoms], ("energy", "forces", "stress"))
+            [atoms], ("energy", "forces", "stress")
+        )
     with pytest.raises(ValueError, match="evenly spaced"):
         mbar_profile([np.zeros(5)], lambda x: np.zeros((1, len(x))), [0.0, 1.0, 3.0], T)

@@ -1,0 +1,152 @@
+"""`mlipserve jobs ...` (over REST) and `mlipserve worker` (a queue worker process)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mlipserve.cli.options import KEY, URL, console
+from mlipserve.cli.rest import rest_call
+
+app = typer.Typer(help="Labelling and retraining jobs on a server's queue.", no_args_is_help=True)
+
+
+@app.command("list")
+def jobs_list(
+    url: URL = "http://127.0.0.1:8080",
+    api_key: KEY = None,
+    state: Annotated[str | None, typer.Option(help="queued, running, done ...")] = None,
+    kind: Annotated[str | None, typer.Option(help="label, retrain ...")] = None,
+) -> None:
+    """Jobs of your tenant (every tenant's for admins), newest first."""
+    params = {k: v for k, v in (("state", state), ("kind", kind)) if v}
+    table = Table(title=f"jobs on {url}")
+    for col in ("id", "kind", "owner", "state", "progress", "attempts", "age", "error"):
+        table.add_column(col)
+    for job in rest_call(url, api_key, "GET", "/v1/jobs", params=params):
+        table.add_row(
+            job["id"],
+            job["kind"],
+            job["owner"],
+            job["state"],
+            f"{100 * job['progress']:.0f}%",
+            f"{job['attempts']}/{job['max_attempts']}",
+            f"{time.time() - job['created']:.0f} s",
+            (job["error"] or "")[:60],
+        )
+    console.print(table)
+
+
+@app.command("show")
+def jobs_show(job_id: str, url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None:
+    """One job's record: state, progress, logs and result as JSON (times in local ISO form)."""
+    record = rest_call(url, api_key, "GET", f"/v1/jobs/{job_id}")
+    console.print_json(json.dumps(readable_times(record)))
+
+
+TIME_FIELDS = ("created", "enqueued", "started", "finished")
+
+
+def readable_times(record: dict) -> dict:
+    """The record with its Unix-time fields as local ISO timestamps (the rest unchanged)."""
+    from datetime import datetime
+
+    out = dict(record)
+    for key in TIME_FIELDS:
+        if isinstance(out.get(key), (int, float)):
+            out[key] = datetime.fromtimestamp(out[key]).isoformat(sep=" ", timespec="seconds")
+    return out
+
+
+@app.command("submit")
+def jobs_submit(
+    kind: Annotated[str, typer.Argument(help="label, retrain, evaluate or promote")],
+    params: Annotated[str, typer.Option(help="Job parameters as JSON (or @file.json).")] = "{}",
+    structures: Annotated[
+        Path | None, typer.Option(help="For label jobs: a structure file ASE reads (all frames).")
+    ] = None,
+    time_limit_s: Annotated[float, typer.Option(help="Per attempt.")] = 600.0,
+    max_attempts: Annotated[int, typer.Option()] = 3,
+    url: URL = "http://127.0.0.1:8080",
+    api_key: KEY = None,
+) -> None:
+    """Queue a job; prints its id. Example: `jobs submit label --structures new.xyz
+    --params '{"dataset": "cu", "labeller": "emt"}'`."""
+    body = json.loads(Path(params[1:]).read_text() if params.startswith("@") else params)
+    if structures is not None:
+        import ase.io
+
+        body["structures"] = [
+            {
+                "numbers": a.numbers.tolist(),
+                "positions": a.positions.tolist(),
+                "cell": a.cell.array.tolist(),
+                "pbc": a.pbc.tolist(),
+            }
+            for a in ase.io.read(structures, index=":")
+        ]
+    job = rest_call(
+        url,
+        api_key,
+        "POST",
+        "/v1/jobs",
+        json={
+            "kind": kind,
+            "params": body,
+            "time_limit_s": time_limit_s,
+            "max_attempts": max_attempts,
+        },
+    )
+    console.print(job["id"])
+
+
+@app.command("cancel")
+def jobs_cancel(job_id: str, url: URL = "http://127.0.0.1:8080", api_key: KEY = None) -> None:
+    """Cancel a queued or running job."""
+    job = rest_call(url, api_key, "POST", f"/v1/jobs/{job_id}/cancel")
+    console.print(f"{job['id']}: {job['state']}")
+
+
+def worker(
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Broker (Redis) URL; default MLIPSERVE_REDIS_URL, else the SQLite queue."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Datasets and (default) model store.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 1,
+) -> None:
+    """Run queue workers (any number, on any machine that reaches the broker and the store)."""
+    import logging
+    import threading
+
+    from mlipserve.server.config import Settings
+    from mlipserve.server.memory import keep_freed_memory
+    from mlipserve.server.queue.worker import Worker
+
+    keep_freed_memory()  # before the worker threads start (see mlipserve.server.memory)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    overrides = {k: v for k, v in (("redis_url", redis_url), ("data_dir", data_dir)) if v}
+    config = Settings(**overrides).worker_config()
+    console.print(f"worker on {config.queue_url} (concurrency {concurrency})")
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=Worker(config).run, args=(stop,), daemon=True)
+        for _ in range(max(1, concurrency))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        stop.set()

@@ -1,0 +1,45 @@
+"""Options and the console shared by the `mlipserve` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+# One way to name the server for every command: --target (gRPC) / --url (REST), or the
+# environment variables MLIPSERVE_TARGET / MLIPSERVE_URL.
+TARGET = Annotated[
+    str,
+    typer.Option(
+        "--target", envvar="MLIPSERVE_TARGET", help="gRPC address of the server (host:port)."
+    ),
+]
+URL = Annotated[
+    str, typer.Option("--url", envvar="MLIPSERVE_URL", help="REST address of the server.")
+]
+KEY = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="MLIPSERVE_API_KEY", help="API key (or MLIPSERVE_API_KEY)."),
+]
+
+
+@contextmanager
+def exit_on_errors(where: str = "server") -> Iterator[None]:
+    """End a command with a message: server errors and lost connections exit 1, bad input 2."""
+    from mlipserve.client import MLIPServeError
+
+    try:
+        yield
+    except MLIPServeError as err:
+        console.print(f"[red]{where} error:[/red] {err.details}")
+        raise typer.Exit(1) from None
+    except ValueError as err:
+        console.print(f"[red]bad input:[/red] {err}")
+        raise typer.Exit(2) from None
+    except ConnectionError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None

@@ -1,0 +1,200 @@
+"""What the sync and async clients share: requests, retries, failover, decoding.
+
+`Client` and `AsyncClient` differ only in how they wait (blocking or awaiting); every
+decision (which target, whether to retry and how long to sleep, which error to raise, how a
+request is built and a response decoded) is made here, once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import grpc
+
+from mlipserve.client.errors import MLIPServeError, ServerUnavailable, error_for, from_rpc_error
+from mlipserve.v1 import potential_pb2 as pb
+from mlipserve.wire import (
+    SystemArrays,
+    decode_error,
+    decode_model_info,
+    decode_response,
+    property_enums,
+)
+
+DEFAULT_PROPERTIES = ("energy", "forces")
+
+# Reconnect quickly after a server restart; raw bytes can be large.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_send_message_length", 512 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30000),
+]
+
+
+def as_system_list(systems) -> tuple[list, bool]:
+    """Return (list of systems, whether a single system was given)."""
+    if isinstance(systems, (list, tuple)):
+        return list(systems), False
+    return [systems], True
+
+
+def build_request(
+    systems: Sequence, properties: Iterable[str], model: str, version: str = "", priority: int = 0
+) -> pb.EvaluateRequest:
+    """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names."""
+    msgs = []
+    for s in systems:
+        arrays = s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s)
+        msgs.append(arrays.to_proto())
+    return pb.EvaluateRequest(
+        model=model,
+        version=version,
+        systems=msgs,
+        properties=property_enums(properties),
+        priority=priority,
+        request_id=uuid.uuid4().hex[:16],
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter on UNAVAILABLE, bounded in attempts and total time."""
+
+    max_attempts: int = 40
+    initial_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    total_timeout_s: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """Successive sleeps before each retry (the first attempt is not delayed)."""
+        delay = self.initial_backoff_s
+        for _ in range(self.max_attempts - 1):
+            yield delay * (0.5 + random.random() / 2)
+            delay = min(delay * 2, self.max_backoff_s)
+
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+def channel_credentials(ca_file: str | None) -> grpc.ChannelCredentials | None:
+    """TLS credentials from a CA bundle, or None for a plaintext channel."""
+    if ca_file is None:
+        return None
+    with open(ca_file, "rb") as fh:
+        return grpc.ssl_channel_credentials(root_certificates=fh.read())
+
+
+class Attempts:
+    """The retry state of one call: which errors end it, and how long to wait before the next."""
+
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+        self.start = time.monotonic()
+        self.delays = core.retry.delays()
+        self.count = 0
+
+    def failed(self, err: grpc.RpcError) -> float:
+        """The sleep before the next attempt; raises the error to give the caller instead."""
+        self.count += 1
+        if err.code() not in RETRYABLE:
+            raise from_rpc_error(err) from None
+        delay = next(self.delays, None)
+        elapsed = time.monotonic() - self.start
+        if delay is None or elapsed + delay > self.core.retry.total_timeout_s:
+            raise ServerUnavailable(
+                f"no server answered at {', '.join(self.core.targets)} after {self.count} "
+                f"attempts over {elapsed:.1f} s (last error: {err.details()})",
+                grpc.StatusCode.UNAVAILABLE,
+            ) from None
+        return delay
+
+
+@dataclass(frozen=True)
+class Call:
+    """One evaluate call prepared: the request, its deadline, whether one system was given."""
+
+    request: pb.EvaluateRequest
+    deadline: float
+    single: bool
+
+    def results(self, response: pb.EvaluateResponse) -> Any:
+        """The decoded results: one dict for a single system, else a list of dicts."""
+        results = decode_response(response)
+        return results[0] if self.single else results
+
+
+def stream_error(response: pb.EvaluateResponse) -> MLIPServeError | None:
+    """The error a stream response carries in place of results, or None."""
+    error = decode_error(response)
+    return None if error is None else error_for(*error)
+
+
+def model_list(response: pb.ListModelsResponse) -> list[dict]:
+    """The models of a ListModels response as plain dicts."""
+    return [decode_model_info(m) for m in response.models]
+
+
+class ClientCore:
+    """Targets, model, deadline, retries, credentials: all but the blocking or awaiting."""
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = "127.0.0.1:50051",
+        model: str = "",
+        *,
+        version: str = "",
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        ca_file: str | None = None,
+        api_key: str | None = None,
+        priority: int = 0,
+    ) -> None:
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not self.targets:
+            raise ValueError("at least one target is needed")
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.priority = priority
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._credentials = channel_credentials(ca_file)
+        self._index = 0
+
+    def request(self, systems: Sequence, properties: Iterable[str]) -> pb.EvaluateRequest:
+        """An EvaluateRequest for this client's model, version and priority."""
+        return build_request(systems, properties, self.model, self.version, self.priority)
+
+    def prepare(self, systems: Any, properties: Iterable[str], timeout: float | None) -> Call:
+        """The request for one system (ase.Atoms) or a list, and the call's deadline."""
+        items, single = as_system_list(systems)
+        deadline = self.timeout if timeout is None else timeout
+        return Call(self.request(items, properties), deadline, single)
+
+    def attempts(self) -> Attempts:
+        """Fresh retry state for one call."""
+        return Attempts(self)
+
+    def new_channel(self, api: ModuleType) -> Any:
+        """A channel to the current target; `api` is `grpc` or `grpc.aio`."""
+        target = self.targets[self._index]
+        if self._credentials is None:
+            return api.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return api.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
+
+    def can_fail_over(self) -> bool:
+        """Whether there is another target to move to."""
+        return len(self.targets) > 1
+
+    def next_target(self) -> None:
+        """Make the next target the current one."""
+        self._index = (self._index + 1) % len(self.targets)
