@@ -17,12 +17,12 @@ import argparse
 import numpy as np
 from ase import units
 from ase.build import bulk
-from mlipserve.server.local import LocalProvider
-from mlipserve.simulation.integrators import velocity_verlet
-from mlipserve.simulation.md import MolecularDynamics
-from mlipserve.simulation.state import MDState
 
 from benchmarks.common import RESULTS, write_result
+from mlipserve.server.serving.local import LocalProvider
+from mlipserve.simulation.md import MolecularDynamics
+from mlipserve.simulation.md.integrators import velocity_verlet
+from mlipserve.simulation.md.state import MDState
 
 DT_FS = 2.0
 
@@ -90,8 +90,12 @@ def main() -> None:
     plot(series, png)
     path = write_result(
         "nve_conservation",
-        {"system": "Cu fcc 2x2x2 cubic (32 atoms), a=3.61, rattle 0.05 seed 0, 300 K",
-         "integrator": f"velocity Verlet, {DT_FS} fs", "steps": args.steps, "models": rows},
+        {
+            "system": "Cu fcc 2x2x2 cubic (32 atoms), a=3.61, rattle 0.05 seed 0, 300 K",
+            "integrator": f"velocity Verlet, {DT_FS} fs",
+            "steps": args.steps,
+            "models": rows,
+        },
     )
     print("wrote", path, png)
 

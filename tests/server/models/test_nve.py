@@ -13,11 +13,11 @@ import pytest
 from ase import units
 from ase.build import bulk
 
-from mlipserve.server.local import LocalProvider
 from mlipserve.server.models.builtin import load_builtin
-from mlipserve.simulation.integrators import velocity_verlet
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.md import MolecularDynamics
-from mlipserve.simulation.state import MDState
+from mlipserve.simulation.md.integrators import velocity_verlet
+from mlipserve.simulation.md.state import MDState
 
 STEPS = 150  # 0.3 ps at 2 fs
 
