@@ -14,6 +14,7 @@ import typer
 from mlipserve.cli import (
     datasets,
     evaluate,
+    health,
     ipi,
     jobs,
     keys,
@@ -51,6 +52,7 @@ def main(
 
 app.command("serve")(serve.serve)
 app.command("eval")(evaluate.evaluate)
+app.command("health")(health.health)
 app.command("ipi-driver")(ipi.ipi_driver)
 app.command("data")(training.make_data)
 app.command("train")(training.train_model)

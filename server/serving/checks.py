@@ -57,15 +57,20 @@ def _first(mask: np.ndarray | np.bool_) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def check_request(systems: Sequence[SystemArrays], limits: Limits) -> int:
-    """Check request-level limits; return the total atom count."""
-    if not systems:
+def check_system_count(count: int, limits: Limits) -> None:
+    """Refuse a request of no system or of more than the limit (before decoding any)."""
+    if count == 0:
         raise InvalidInput("systems: the request holds no system")
-    if len(systems) > limits.max_systems_per_request:
+    if count > limits.max_systems_per_request:
         raise InvalidInput(
-            f"systems: {len(systems)} systems exceed the limit of "
+            f"systems: {count} systems exceed the limit of "
             f"{limits.max_systems_per_request} per request"
         )
+
+
+def check_request(systems: Sequence[SystemArrays], limits: Limits) -> int:
+    """Check request-level limits; return the total atom count."""
+    check_system_count(len(systems), limits)
     total = sum(len(s.numbers) for s in systems)
     if total > limits.max_atoms_per_request:
         raise InvalidInput(

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from mlipserve.server.auth import AuthError, KeyStore
 from mlipserve.server.serving.batcher import BatchFailed, BatchStats
-from mlipserve.server.serving.checks import InvalidInput, Limits
+from mlipserve.server.serving.checks import InvalidInput, Limits, check_system_count
 from mlipserve.server.serving.dispatch import EvalRequest, make_request
 from mlipserve.server.serving.interceptors import resolve
 from mlipserve.server.serving.metrics import record_request
@@ -104,11 +104,7 @@ class PotentialService(pb_grpc.PotentialServicer):
             loaded = self.registry.get(request.model, request.version)
         except UnknownModel as err:
             raise InvalidInput(f"model: {err}") from None
-        if len(request.systems) > self.limits.max_systems_per_request:  # before decoding them
-            raise InvalidInput(
-                f"systems: {len(request.systems)} systems exceed the limit of "
-                f"{self.limits.max_systems_per_request} per request"
-            )
+        check_system_count(len(request.systems), self.limits)  # before decoding them
         try:
             systems = [
                 SystemArrays.from_proto(msg, f"systems[{i}]")

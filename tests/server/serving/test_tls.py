@@ -65,3 +65,30 @@ def test_tls_grpc_and_rest(certificate):
 def test_half_a_tls_configuration_is_refused():
     with pytest.raises(ValueError, match="both --tls-cert and --tls-key"):
         Settings(tls_cert="cert.pem").check_exposure()
+
+
+def test_health_command_plain_and_with_tls(certificate, monkeypatch):
+    """`mlipserve health` (the image's health check) answers 0 on a live server, plaintext
+    and with TLS on, and 1 where nothing listens."""
+    from typer.testing import CliRunner
+
+    from mlipserve.cli import app
+
+    runner = CliRunner()
+    cert, key = certificate
+    plain = ServerThread(Settings(port=0, models=["lj"]))
+    try:
+        ok = runner.invoke(app, ["health", "--port", str(plain.running.port)])
+        assert ok.exit_code == 0 and "healthy" in ok.output, ok.output
+    finally:
+        plain.stop()
+    dead = runner.invoke(app, ["health", "--port", str(plain.running.port), "--timeout", "0.5"])
+    assert dead.exit_code == 1 and "unhealthy" in dead.output
+    srv = ServerThread(Settings(port=0, models=["lj"], tls_cert=str(cert), tls_key=str(key)))
+    try:
+        monkeypatch.setenv("MLIPSERVE_TLS_CERT", str(cert))
+        monkeypatch.setenv("MLIPSERVE_TLS_KEY", str(key))
+        ok = runner.invoke(app, ["health", "--rest-port", str(srv.running.rest_port)])
+        assert ok.exit_code == 0 and "https://127.0.0.1" in ok.output, ok.output
+    finally:
+        srv.stop()
