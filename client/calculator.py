@@ -23,7 +23,7 @@ from ase.data import chemical_symbols
 
 from mlipserve.client.client import Client, StreamSession
 from mlipserve.client.errors import TrustWarning
-from mlipserve.wire import SystemArrays
+from mlipserve.wire import conditions_from_info
 
 ASE_PROPERTIES = ("energy", "free_energy", "forces", "stress", "energies")
 EXTRAS = ("model", "model_version", "energy_std", "forces_std", "max_force_std", "warnings")
@@ -39,7 +39,7 @@ def _release(session: StreamSession | None, client: Client, owns_client: bool) -
 
 def same_conditions(a: Any, b: Any) -> bool:
     """Whether two ase.Atoms carry the same per-system conditions in `info`."""
-    ca, cb = SystemArrays.from_atoms(a).conditions, SystemArrays.from_atoms(b).conditions
+    ca, cb = conditions_from_info(a.info), conditions_from_info(b.info)
     return ca.keys() == cb.keys() and all(np.array_equal(ca[k], cb[k]) for k in ca)
 
 
@@ -54,7 +54,8 @@ class RemoteCalculator(Calculator):
     Args:
         target: server address (or list of addresses), used when `client` is None.
         model: model name on the server; empty selects the default.
-        client: an existing Client to share; the calculator then does not close it.
+        client: an existing Client to use; the calculator closes it only when `owns_client`.
+        owns_client: close `client` with the calculator (default: only a client it made).
         stream: use one open stream (lowest latency) rather than unary calls.
         uncertainty: ask for the ensemble spread on every call (into `extras`).
     """
@@ -69,10 +70,11 @@ class RemoteCalculator(Calculator):
         client: Client | None = None,
         stream: bool = True,
         uncertainty: bool = False,
+        owns_client: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._owns_client = client is None
+        self._owns_client = client is None if owns_client is None else owns_client
         self.client = client if client is not None else Client(target, model)
         self.stream = stream
         self.uncertainty = uncertainty
@@ -176,11 +178,11 @@ class RemoteCalculator(Calculator):
         import copy
 
         new = RemoteCalculator(
-            client=self.client.clone(), stream=self.stream, uncertainty=self.uncertainty
+            client=self.client.clone(),
+            owns_client=True,
+            stream=self.stream,
+            uncertainty=self.uncertainty,
         )
-        new._owns_client = True
-        new._release.detach()
-        new._release = weakref.finalize(new, _release, new._session, new.client, True)
         new.atoms = None if self.atoms is None else self.atoms.copy()
         new.results = copy.deepcopy(self.results, memo)
         new.extras = copy.deepcopy(self.extras, memo)

@@ -17,6 +17,8 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -53,6 +55,15 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def _family_errors() -> Iterator[None]:
+    """A FamilyError of the family table, raised as the store's StoreError."""
+    try:
+        yield
+    except FamilyError as err:
+        raise StoreError(str(err)) from None
 
 
 def check_safetensors(data: bytes) -> None:
@@ -202,10 +213,8 @@ class ModelStore:
         if len(data) > max_bytes:
             raise StoreError(f"artifact of {len(data)} bytes exceeds the limit of {max_bytes}")
         check_safetensors(data)
-        try:
+        with _family_errors():
             module = build_module(metadata)
-        except FamilyError as err:
-            raise StoreError(str(err)) from None
         folder = self.root / ".upload"
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{name}-{time.time_ns()}.safetensors"
@@ -302,10 +311,8 @@ class ModelStore:
         if meta.get("needs_trust"):
             require_trusted(meta, meta["needs_trust"])
         paths = [folder / f for f in meta["artifacts"]]
-        try:
+        with _family_errors():
             return load_archive(paths, meta, dtype, device)
-        except FamilyError as err:
-            raise StoreError(str(err)) from None
 
     def set_trusted(self, name: str, version: str, trusted: bool = True) -> None:
         """Admin action: flag a version as trusted (may use pickle / native code) or not."""
@@ -327,10 +334,8 @@ class ModelStore:
         folder = self._dir(name, meta["version"])
         if sha256(folder / ARTIFACT) != meta["sha256"]:
             raise StoreError(f"{name}@{meta['version']}: artifact does not match its checksum")
-        try:
+        with _family_errors():
             module = build_module(meta)
-        except FamilyError as err:
-            raise StoreError(str(err)) from None
         module.load_state_dict(load_file(folder / ARTIFACT))
         return module, meta
 

@@ -85,6 +85,18 @@ def decode_array(
     return arr
 
 
+def conditions_from_info(info: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The per-system conditions an ase.Atoms carries in `info`: `charge`, `spin`, and the
+    `conditions` mapping."""
+    conditions: dict[str, np.ndarray] = {}
+    for key in ("charge", "spin"):
+        if key in info:
+            conditions[key] = np.asarray(info[key], dtype=float)
+    for key, value in dict(info.get("conditions", {})).items():
+        conditions[key] = np.asarray(value, dtype=float)
+    return conditions
+
+
 @dataclass
 class SystemArrays:
     """One system as plain numpy arrays (the form both sides of the wire work with)."""
@@ -98,12 +110,7 @@ class SystemArrays:
     @classmethod
     def from_atoms(cls, atoms) -> SystemArrays:
         """Read positions, numbers, cell, pbc and conditions from an ase.Atoms."""
-        conditions: dict[str, np.ndarray] = {}
-        for key in ("charge", "spin"):
-            if key in atoms.info:
-                conditions[key] = np.asarray(atoms.info[key], dtype=float)
-        for key, value in dict(atoms.info.get("conditions", {})).items():
-            conditions[key] = np.asarray(value, dtype=float)
+        conditions = conditions_from_info(atoms.info)
         return cls(
             positions=atoms.positions,
             numbers=atoms.numbers,

@@ -15,13 +15,16 @@ from mlipserve.server.config import Settings
 from tests.conftest import ServerProcess, free_port
 
 
-def cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs
+) -> subprocess.CompletedProcess:
+    """`mlipserve ARGS` in a child process, output captured, rich tables unwrapped."""
     env = {**os.environ, "COLUMNS": "200", **(env or {})}  # rich tables unwrapped
     return subprocess.run(
         [sys.executable, "-m", "mlipserve.cli", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env=env,
         **kwargs,
     )

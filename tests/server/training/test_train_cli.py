@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import ase.io
 import numpy as np
 from ase.calculators.emt import EMT
 
+from tests.cli.test_cli import cli as run_cli
+
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "mlipserve.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_cli(*args, timeout=300)  # training takes longer than the other commands
 
 
 def test_data_then_train_into_a_store(tmp_path):
