@@ -50,7 +50,7 @@ def main(
     """Serve machine-learning interatomic potentials to many simulations."""
 
 
-app.command("serve")(serve.serve)
+app.command("serve", cls=serve.SettingsHelp)(serve.serve)
 app.command("eval")(evaluate.evaluate)
 app.command("health")(health.health)
 app.command("ipi-driver")(ipi.ipi_driver)

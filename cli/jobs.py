@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlipserve.cli.options import KEY, URL, console
+from mlipserve.cli.options import KEY, URL, EpilogHelp, console
 from mlipserve.cli.rest import rest_call
 
 app = typer.Typer(help="Labelling and retraining jobs on a server's queue.", no_args_is_help=True)
@@ -63,7 +63,63 @@ def readable_times(record: dict) -> dict:
     return out
 
 
-@app.command("submit")
+def _type_name(prop: dict) -> str:
+    """A parameter's type from its JSON schema: `string | null` as `str | None`."""
+    names = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
+    names |= {"array": "list", "object": "dict", "null": "None"}
+    kinds = [p.get("type", "any") for p in prop.get("anyOf", [prop])]
+    return " | ".join(names.get(k, k) for k in kinds)
+
+
+def job_kinds_help() -> str:
+    """Each job kind's parameters: name, type, default and meaning (for --help)."""
+    try:
+        from mlipserve.server.queue.params import ADMIN_KINDS, SCHEMAS
+    except ImportError:  # the thin client's install: no server extra
+        return "Job kinds and their parameters are listed here once mlipserve[server] is installed."
+    lines = ["Job kinds and their --params (JSON keys):"]
+    for kind, schema in SCHEMAS.items():
+        who = " (admin key)" if kind in ADMIN_KINDS else ""
+        lines.append(f"  {kind}{who}: {(schema.__doc__ or '').strip().splitlines()[0]}")
+        props = schema.model_json_schema()["properties"]
+        for name, field in schema.model_fields.items():
+            kind_of = _type_name(props[name])
+            default = (
+                "required"
+                if field.is_required()
+                else f"default {field.get_default(call_default_factory=True)!r}"
+            )
+            about = f": {field.description}" if field.description else ""
+            lines.append(f"    {name} ({kind_of}; {default}){about}")
+    lines.append(
+        "Label jobs refuse a labeller the operator has not enabled (`mlipserve labellers`)."
+    )
+    return "\n".join(lines)
+
+
+class JobKindsHelp(EpilogHelp):
+    """`jobs submit`'s command: its --help lists every job kind's parameters."""
+
+    def epilog_text(self) -> str:
+        """The job kinds and their parameters."""
+        return job_kinds_help()
+
+
+def _params(text: str) -> dict:
+    """--params as a JSON object, inline or from @file."""
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+        body = json.loads(raw)
+    except OSError as err:
+        raise typer.BadParameter(f"cannot read {text[1:]}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise typer.BadParameter(f"not JSON ({err})") from None
+    if not isinstance(body, dict):
+        raise typer.BadParameter("must be a JSON object")
+    return body
+
+
+@app.command("submit", cls=JobKindsHelp)
 def jobs_submit(
     kind: Annotated[str, typer.Argument(help="label, retrain, evaluate or promote")],
     params: Annotated[str, typer.Option(help="Job parameters as JSON (or @file.json).")] = "{}",
@@ -77,10 +133,14 @@ def jobs_submit(
 ) -> None:
     """Queue a job; prints its id. Example: `jobs submit label --structures new.xyz
     --params '{"dataset": "cu", "labeller": "emt"}'`."""
-    body = json.loads(Path(params[1:]).read_text() if params.startswith("@") else params)
+    body = _params(params)
     if structures is not None:
         import ase.io
 
+        try:
+            frames = ase.io.read(structures, index=":")
+        except Exception as err:  # noqa: BLE001 - ASE raises many kinds for unreadable files
+            raise typer.BadParameter(f"cannot read {structures}: {err}") from None
         body["structures"] = [
             {
                 "numbers": a.numbers.tolist(),
@@ -88,7 +148,7 @@ def jobs_submit(
                 "cell": a.cell.array.tolist(),
                 "pbc": a.pbc.tolist(),
             }
-            for a in ase.io.read(structures, index=":")
+            for a in frames
         ]
     job = rest_call(
         url,

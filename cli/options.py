@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 console = Console()
 # One way to name the server for every command: --target (gRPC) / --url (REST), or the
@@ -43,3 +45,20 @@ def exit_on_errors(where: str = "server") -> Iterator[None]:
     except ConnectionError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
+
+
+class EpilogHelp(TyperCommand):
+    """A command whose --help ends with `epilog_text()`, built only when help is asked for.
+
+    Plain (click) help, not rich's tables: those cut long option names at 80 columns.
+    """
+
+    def epilog_text(self) -> str:
+        """The text after the options (lines kept as they are)."""
+        return ""
+
+    def get_help(self, ctx: click.Context) -> str:
+        """The help text, with `epilog_text()` as its epilog."""
+        self.epilog = "\b\n" + self.epilog_text()
+        self.rich_markup_mode = None
+        return super().get_help(ctx)

@@ -7,7 +7,32 @@ from typing import Annotated
 
 import typer
 
-from mlipserve.cli.options import console
+from mlipserve.cli.options import EpilogHelp, console
+
+
+def settings_help() -> str:
+    """Every server setting as its environment variable, default and meaning (for --help)."""
+    try:
+        from mlipserve.server.config import Settings
+    except ImportError:  # the thin client's install: no server extra
+        return "The server's settings are listed here once mlipserve[server] is installed."
+    lines = ["Settings (environment variables; the options above override them):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(map(str, default))
+        shown = repr(default) if isinstance(default, str) else str(default)
+        about = f": {field.description}" if field.description else ""
+        lines.append(f"  MLIPSERVE_{name.upper()}={shown}{about}")
+    return "\n".join(lines)
+
+
+class SettingsHelp(EpilogHelp):
+    """`serve`'s command: its --help ends with every setting."""
+
+    def epilog_text(self) -> str:
+        """The settings list."""
+        return settings_help()
 
 
 def serve(
@@ -16,7 +41,7 @@ def serve(
     rest_port: Annotated[int | None, typer.Option(help="REST port (default 8080).")] = None,
     models: Annotated[
         str | None,
-        typer.Option(help="Comma-separated models, e.g. 'emt,lj,lj-ensemble,lj:float32'."),
+        typer.Option(help="Comma-separated models, e.g. 'emt,lj' or 'default,lj:float32'."),
     ] = None,
     default_model: Annotated[
         str | None, typer.Option(help="Model for requests naming none.")
@@ -29,7 +54,10 @@ def serve(
     device: Annotated[str | None, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = None,
     auth: Annotated[bool | None, typer.Option(help="Require API keys (see `keys create`).")] = None,
     insecure_public: Annotated[
-        bool | None, typer.Option(help="Allow a non-loopback address with auth off.")
+        bool | None,
+        typer.Option(
+            "--insecure-public/--private", help="Allow a non-loopback address with auth off."
+        ),
     ] = None,
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate (gRPC and REST).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key.")] = None,

@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from mlipserve.client.core import DEFAULT_PROPERTIES, ClientCore, model_list, stream_error
+from mlipserve.client.core import (
+    DEFAULT_PROPERTIES,
+    Call,
+    ClientCore,
+    deadline_message,
+    model_list,
+    stream_error,
+)
 from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
@@ -41,9 +48,11 @@ class AsyncClient(ClientCore):
         self._channel, self._stub = None, None
         self.next_target()
 
-    async def with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def with_retries(
+        self, call: Callable[[], Awaitable[T]], prepared: Call | None = None
+    ) -> T:
         """Await `call`, retrying on UNAVAILABLE with backoff; translate gRPC errors."""
-        attempts = self.attempts()
+        attempts = self.attempts(prepared)
         while True:
             try:
                 return await call()
@@ -62,7 +71,8 @@ class AsyncClient(ClientCore):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         call = self.prepare(systems, properties, timeout)
         response = await self.with_retries(
-            lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata)
+            lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata),
+            call,
         )
         return call.results(response)
 
@@ -110,7 +120,7 @@ class AsyncStreamSession:
             call.cancel()
             self._call = None
             raise DeadlineExceeded(
-                f"no response within {timeout:g} s", grpc.StatusCode.DEADLINE_EXCEEDED
+                deadline_message(request, timeout), grpc.StatusCode.DEADLINE_EXCEEDED
             ) from None
         except grpc.RpcError:
             self._call = None

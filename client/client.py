@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from mlipserve.client.core import DEFAULT_PROPERTIES, ClientCore, model_list, stream_error
+from mlipserve.client.core import (
+    DEFAULT_PROPERTIES,
+    Call,
+    ClientCore,
+    deadline_message,
+    model_list,
+    stream_error,
+)
 from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
@@ -59,9 +66,9 @@ class Client(ClientCore):
             self._channel, self._stub = None, None
             self.next_target()
 
-    def with_retries(self, call: Callable[[], T]) -> T:
+    def with_retries(self, call: Callable[[], T], prepared: Call | None = None) -> T:
         """Run `call`, retrying on UNAVAILABLE with backoff; translate gRPC errors."""
-        attempts = self.attempts()
+        attempts = self.attempts(prepared)
         while True:
             try:
                 return call()
@@ -81,7 +88,8 @@ class Client(ClientCore):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         call = self.prepare(systems, properties, timeout)
         response = self.with_retries(
-            lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata)
+            lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata),
+            call,
         )
         return call.results(response)
 
@@ -183,7 +191,7 @@ class StreamSession:
             self._reset()
             if self._timed_out:
                 raise DeadlineExceeded(
-                    f"no response within {timeout:g} s", grpc.StatusCode.DEADLINE_EXCEEDED
+                    deadline_message(request, timeout), grpc.StatusCode.DEADLINE_EXCEEDED
                 ) from None
             raise
         finally:

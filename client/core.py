@@ -17,7 +17,13 @@ from typing import Any
 
 import grpc
 
-from mlipserve.client.errors import MLIPServeError, ServerUnavailable, error_for, from_rpc_error
+from mlipserve.client.errors import (
+    DeadlineExceeded,
+    MLIPServeError,
+    ServerUnavailable,
+    error_for,
+    from_rpc_error,
+)
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.wire import (
     SystemArrays,
@@ -96,8 +102,9 @@ def channel_credentials(ca_file: str | None) -> grpc.ChannelCredentials | None:
 class Attempts:
     """The retry state of one call: which errors end it, and how long to wait before the next."""
 
-    def __init__(self, core: ClientCore) -> None:
+    def __init__(self, core: ClientCore, call: Call | None = None) -> None:
         self.core = core
+        self.call = call
         self.start = time.monotonic()
         self.delays = core.retry.delays()
         self.count = 0
@@ -105,6 +112,11 @@ class Attempts:
     def failed(self, err: grpc.RpcError) -> float:
         """The sleep before the next attempt; raises the error to give the caller instead."""
         self.count += 1
+        if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and self.call is not None:
+            raise DeadlineExceeded(
+                deadline_message(self.call.request, self.call.deadline),
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ) from None
         if err.code() not in RETRYABLE:
             raise from_rpc_error(err) from None
         delay = next(self.delays, None)
@@ -116,6 +128,19 @@ class Attempts:
                 grpc.StatusCode.UNAVAILABLE,
             ) from None
         return delay
+
+
+def deadline_message(request: pb.EvaluateRequest, timeout: float) -> str:
+    """What a client that gave up should be told: the size of the work and what happened to it."""
+    atoms = sum(int(s.numbers.shape[0]) if len(s.numbers.shape) else 0 for s in request.systems)
+    n = len(request.systems)
+    model = repr(request.model) if request.model else "the server's default model"
+    return (
+        f"deadline of {timeout:g} s exceeded for {n} system{'s' * (n != 1)} of {atoms} atoms "
+        f"in all on {model}; the server drops work that has not started (a batch already "
+        "computing runs to its end). Give a longer timeout (Client(timeout=...) or "
+        "evaluate(..., timeout=...)) for work this large."
+    )
 
 
 @dataclass(frozen=True)
@@ -180,9 +205,9 @@ class ClientCore:
         deadline = self.timeout if timeout is None else timeout
         return Call(self.request(items, properties), deadline, single)
 
-    def attempts(self) -> Attempts:
-        """Fresh retry state for one call."""
-        return Attempts(self)
+    def attempts(self, call: Call | None = None) -> Attempts:
+        """Fresh retry state for one call (`call` explains a deadline it exceeds)."""
+        return Attempts(self, call)
 
     def new_channel(self, api: ModuleType) -> Any:
         """A channel to the current target; `api` is `grpc` or `grpc.aio`."""

@@ -312,7 +312,9 @@ class ModelStore:
             require_trusted(meta, meta["needs_trust"])
         paths = [folder / f for f in meta["artifacts"]]
         with _family_errors():
-            return load_archive(paths, meta, dtype, device)
+            evaluator = load_archive(paths, meta, dtype, device)
+        evaluator.info = ModelInfo(**{**evaluator.info.__dict__, "sha256": meta.get("sha256", "")})
+        return evaluator
 
     def set_trusted(self, name: str, version: str, trusted: bool = True) -> None:
         """Admin action: flag a version as trusted (may use pickle / native code) or not."""
@@ -367,6 +369,7 @@ class ModelStore:
             dtype=dtype or meta.get("dtype", "float32"),
             device=device,
             min_distance=float(meta.get("min_distance", 0.0)),
+            sha256=meta.get("sha256", ""),
             extra={
                 "metrics": meta.get("metrics", {}),
                 **{k: meta[k] for k in TRUST_KEYS if k in meta},

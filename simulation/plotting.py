@@ -13,8 +13,9 @@ save(fig, "scan.png", title="Cu, EMT")
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,11 +40,26 @@ def new_panels(n: int, width: float = 6.0, height: float = 4.0) -> tuple[Figure,
     return fig, [fig.add_subplot(1, n, i + 1) for i in range(n)]
 
 
-def save(fig: Figure, path: str | Path, title: str | None = None) -> Path:
-    """Write `fig` as a PNG at `path` (folders made), with `title` above it when given."""
+def save(
+    fig: Figure,
+    path: str | Path,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `fig` as a PNG at `path` (folders made), with `title` above it when given.
+
+    `provenance` (see `mlipserve.simulation.provenance`) goes into a footer line and the
+    PNG's text metadata.
+    """
+    from mlipserve.simulation.provenance import footer, png_metadata
+
     if title:
         fig.suptitle(title, fontsize=10)
+    metadata = None
+    if provenance:
+        fig.supxlabel(footer(provenance), fontsize=6, color="0.4")
+        metadata = png_metadata(provenance)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, format="png")
+    fig.savefig(out, dpi=DPI, format="png", metadata=metadata)
     return out

@@ -32,12 +32,28 @@ class RemoteProvider:
 
         self.client = Client(target, model, **client_kwargs)
         self._session = self.client.stream()
+        self._served: tuple[str, str] | None = None  # model and version of the last results
 
     def evaluate(
         self, systems: Sequence[Any], properties: Sequence[str] = ("energy", "forces")
     ) -> list[dict[str, Any]]:
         """Evaluate every system in one request."""
-        return self._session.evaluate(list(systems), properties)
+        results = self._session.evaluate(list(systems), properties)
+        if results:
+            self._served = (results[0]["model"], results[0]["model_version"])
+        return results
+
+    def provenance(self) -> dict[str, Any]:
+        """The served model's name, version and content hash, and the server's address."""
+        from mlipserve.simulation.provenance import from_model_info
+
+        name, version = self._served or (self.client.model, self.client.version)
+        server = ",".join(self.client.targets)
+        if not name:  # the server's default model, not known before the first evaluation
+            return {"model": "(server default)", "server": server}
+        entries = [e for e in self.client.list_models() if e["name"] == name]
+        match = [e for e in entries if (e["version"] == version if version else e["is_default"])]
+        return from_model_info(match[0], server) if match else {"model": name, "server": server}
 
     def close(self) -> None:
         """Close the stream and the channel."""

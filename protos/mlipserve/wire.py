@@ -265,6 +265,7 @@ def encode_model_info(entry: Mapping[str, Any]) -> pb.ModelInfo:
         dtype=entry["dtype"],
         device=entry["device"],
         is_default=bool(entry["is_default"]),
+        sha256=str(entry.get("sha256", "")),
     )
 
 
@@ -282,4 +283,5 @@ def decode_model_info(msg: pb.ModelInfo) -> dict[str, Any]:
         "dtype": msg.dtype,
         "device": msg.device,
         "is_default": msg.is_default,
+        "sha256": msg.sha256,
     }

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from mlipserve.server.models.batch import SystemBatch
+
+def description_hash(entry: dict) -> str:
+    """A stable hash of a model's description (for models without a weights file)."""
+    keys = {k: v for k, v in entry.items() if k != "is_default"}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+
 
 ALL_PROPERTIES = ("energy", "forces", "stress", "energies", "uncertainty")
 
@@ -31,10 +39,11 @@ class ModelInfo:
     device: str = "cpu"
     min_distance: float = 0.0  # shortest interatomic distance in the training data (0: unknown)
     extra: dict = field(default_factory=dict, compare=False)
+    sha256: str = ""  # content hash of the weights; empty: `describe` hashes the description
 
     def describe(self, is_default: bool) -> dict:
         """What ListModels and REST report of this version (the wire codec's ModelInfo keys)."""
-        return {
+        entry = {
             "name": self.name,
             "version": self.version,
             "kind": self.kind,
@@ -47,6 +56,8 @@ class ModelInfo:
             "device": self.device,
             "is_default": is_default,
         }
+        entry["sha256"] = self.sha256 or description_hash(entry)
+        return entry
 
 
 class Potential(Protocol):

@@ -55,43 +55,52 @@ class _Params(BaseModel):
 class LabelParams(_Params):
     """structures → labels from an enabled labeller → a dataset of the caller's (or shared)."""
 
-    structures: list[Any] = Field(default_factory=list)
-    dataset: str
-    labeller: str = "emt"
-    settings: dict[str, Any] = Field(default_factory=dict)
+    structures: list[Any] = Field(
+        default_factory=list,
+        description="{numbers, positions, cell, pbc, info} objects (--structures fills it)",
+    )
+    dataset: str = Field(description="dataset the labels are added to (yours, or owner:name)")
+    labeller: str = Field("emt", description="an operator-enabled labeller (emt, xtb, ...)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="labeller settings the operator allows"
+    )
 
 
 class RetrainParams(_Params):
     """Warm-start `model` on a snapshot of `dataset`; every size bounded."""
 
-    model: MODEL_NAME
-    dataset: str
-    base_version: MODEL_NAME | None = None
-    epochs: int = Field(300, ge=1, le=100_000)
+    model: MODEL_NAME = Field(description="stored model to retrain (a new version is made)")
+    dataset: str = Field(description="training data")
+    base_version: MODEL_NAME | None = Field(None, description="version to start from (default)")
+    epochs: int = Field(300, ge=1, le=100_000, description="1 to 100,000")
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    max_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60)
-    lr: float = Field(3e-3, gt=0, le=1.0)
-    batch_size: int = Field(8, ge=1, le=4096)
+    max_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60, description="wall-time cap")
+    lr: float = Field(3e-3, gt=0, le=1.0, description="learning rate")
+    batch_size: int = Field(8, ge=1, le=4096, description="structures per step")
     energy_weight: float = Field(1.0, ge=0, le=1e6)
     forces_weight: float = Field(1.0, ge=0, le=1e6)
     stress_weight: float = Field(1.0, ge=0, le=1e6)
-    patience: int = Field(40, ge=0, le=100_000)
+    patience: int = Field(40, ge=0, le=100_000, description="epochs without improvement")
 
 
 class EvaluateParams(_Params):
     """Errors of `candidate` and `current` on the held-out dataset `holdout`."""
 
-    model: MODEL_NAME
-    candidate: MODEL_NAME
-    holdout: str
-    current: MODEL_NAME | None = None
-    holdout_version: int | Annotated[str, StringConstraints(max_length=64)] | None = None
+    model: MODEL_NAME = Field(description="stored model name")
+    candidate: MODEL_NAME = Field(description="version to judge")
+    holdout: str = Field(description="held-out dataset")
+    current: MODEL_NAME | None = Field(None, description="version to compare with (the default)")
+    holdout_version: int | Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="dataset snapshot (latest)"
+    )
 
 
 class PromoteParams(EvaluateParams):
     """`evaluate`'s parameters plus the relative force-MAE tolerance."""
 
-    tolerance: float = Field(0.05, ge=0, le=10.0)
+    tolerance: float = Field(
+        0.05, ge=0, le=10.0, description="relative force-MAE loss allowed to promote"
+    )
 
 
 SCHEMAS: dict[str, type[_Params]] = {

@@ -34,5 +34,11 @@ class LocalProvider:
             res["model"], res["model_version"] = info.name, info.version
         return results
 
+    def provenance(self) -> dict[str, Any]:
+        """The in-process model's name, version and content hash."""
+        from mlipserve.simulation.provenance import from_model_info
+
+        return from_model_info(self.model.info.describe(True), "in-process")
+
     def close(self) -> None:
         """Nothing to release; present for symmetry with RemoteProvider."""

@@ -132,7 +132,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default")
+    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default", "sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class ModelInfo(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     kind: str
@@ -155,7 +156,8 @@ class ModelInfo(_message.Message):
     dtype: str
     device: str
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
