@@ -38,6 +38,7 @@ from mlipserve.simulation.active_learning_plot import plot_trace
 from mlipserve.simulation.md.integrators import Integrator
 from mlipserve.simulation.md.loop import Driver
 from mlipserve.simulation.md.state import MDState
+from mlipserve.simulation.provenance import provenance
 from mlipserve.simulation.provider import ForceProvider
 
 if TYPE_CHECKING:  # the client package imports grpc; simulation code only duck-types it
@@ -382,6 +383,7 @@ class ActiveLearningMD(Driver[MDState]):
             "rates": self.trigger_rates(),
             "retrains": self.retrains,
             "stopped": self.stopped,
+            "provenance": provenance(self.provider),
         }
 
     def save(self, prefix: str | Path) -> dict[str, Path]:
@@ -389,8 +391,10 @@ class ActiveLearningMD(Driver[MDState]):
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         paths = {"json": prefix.with_suffix(".json"), "png": prefix.with_suffix(".png")}
-        paths["json"].write_text(json.dumps(self.summary(), indent=1))
+        summary = self.summary()
+        paths["json"].write_text(json.dumps(summary, indent=1))
         cfg = self.config
         title = f"active learning of {cfg.model}"
-        plot_trace(self.trace, self.events, cfg.trust_lo, cfg.trust_hi, paths["png"], title)
+        record = summary["provenance"]
+        plot_trace(self.trace, self.events, cfg.trust_lo, cfg.trust_hi, paths["png"], title, record)
         return paths

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +28,7 @@ def plot_trace(
     trust_hi: float,
     path: str | Path,
     title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Max force std (max over replicas) vs step taken, the two thresholds and the events."""
     it = np.asarray(trace["iteration"])
@@ -63,4 +66,4 @@ def plot_trace(
     ax.set_ylabel("max per-atom force std (eV/Å)")
     ax.set_ylim(0, top * 1.12)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)

@@ -42,6 +42,7 @@ import numpy as np
 from ase.data import atomic_numbers
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mlipserve.simulation import provenance as prov
 from mlipserve.simulation.blending.clusters import (
     CoreFrame,
     carve,
@@ -178,6 +179,14 @@ class BlendedProvider:
         ]
         return BlendPlan(frame, members, coefficients, dc_dw, w, dw, shell)
 
+    def provenance(self) -> dict[str, Any]:
+        """The MLIP's record, with the reference's model named under "reference"."""
+        record = prov.provenance(self.mlip)
+        ref = prov.provenance(self.reference)
+        record["reference"] = prov.label(ref) or ref["server"]
+        record["reference_sha256"] = ref["model_sha256"]
+        return record
+
     def evaluate(
         self, systems: Sequence[Any], properties: Sequence[str] = ("energy", "forces")
     ) -> list[dict[str, Any]]:
@@ -287,6 +296,7 @@ def plot_radial_scan(
     curves: dict[str, np.ndarray],
     shell: tuple[float, float],
     title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
     """PNG of the radial force on the moving atom vs its distance, one curve per label."""
     fig, ax = new_figure(6, 4)
@@ -296,7 +306,7 @@ def plot_radial_scan(
     ax.set_xlabel("distance of the moving atom from the core (Å)")
     ax.set_ylabel("radial force on the moving atom (eV/Å)")
     ax.legend()
-    save(fig, path, title)
+    save(fig, path, title, provenance)
     return path
 
 

@@ -63,6 +63,16 @@ class ASECalculatorProvider:
         self.calls = 0
         self.systems_evaluated = 0
 
+    def provenance(self) -> dict[str, Any]:
+        """The calculator's name and ASE's version; it runs in this process."""
+        import ase
+
+        return {
+            "model": self.name,
+            "model_version": f"ase-{ase.__version__}",
+            "server": "in-process",
+        }
+
     def evaluate(
         self, systems: Sequence[Any], properties: Sequence[str] = ("energy", "forces")
     ) -> list[dict[str, Any]]:

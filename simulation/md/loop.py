@@ -18,6 +18,7 @@ import numpy as np
 
 from mlipserve.simulation.md.observers import Frames, TrajectoryWriter
 from mlipserve.simulation.progress import ProgressBar
+from mlipserve.simulation.provenance import provenance
 
 PROGRESS_EVERY = 10  # steps between refreshes of the progress bar's info text
 
@@ -72,10 +73,17 @@ class Driver(Generic[StateT]):
     ) -> TrajectoryWriter:
         """Write each replica to its own file (extxyz, .traj, ... by suffix) every interval.
 
-        `info` and `keep_open` are `TrajectoryWriter`'s (extra per-replica values, reopening).
+        `info` and `keep_open` are `TrajectoryWriter`'s (extra per-replica values, reopening);
+        every frame carries the provenance of the driver's `provider`.
         """
+        provider = getattr(self, "provider", None)
         writer = TrajectoryWriter(
-            lambda: self.state, paths, self.state.n_replicas, info=info, keep_open=keep_open
+            lambda: self.state,
+            paths,
+            self.state.n_replicas,
+            info=info,
+            keep_open=keep_open,
+            record=None if provider is None else lambda: provenance(provider),
         )
         self.attach(writer, interval)
         return writer

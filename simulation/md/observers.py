@@ -13,6 +13,7 @@ from ase.io import write as ase_write
 from ase.io.formats import filetype
 
 from mlipserve.simulation.md.state import MDState
+from mlipserve.simulation.provenance import stamp
 
 
 class Frames(Protocol):
@@ -32,7 +33,9 @@ class TrajectoryWriter:
     `info` holding the step and the thermostat's exchanged energy). `info(state)` may add
     per-replica values (name → (R,) array) to each frame's `info`. Files stay open between
     calls (`close()` or the context manager closes them) unless `keep_open=False`, which
-    reopens each file to append every frame.
+    reopens each file to append every frame. `record()` gives the provenance record
+    (`mlipserve.simulation.provenance`) stamped into every frame's `info`; it is asked once,
+    at the first frame, when the first results have named the model that served them.
     """
 
     def __init__(
@@ -43,7 +46,10 @@ class TrajectoryWriter:
         *,
         info: Callable[[Any], Mapping[str, np.ndarray]] | None = None,
         keep_open: bool = True,
+        record: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        self._record_source = record
+        self.record: Mapping[str, Any] | None = None
         if isinstance(paths, (str, Path)):
             pattern = str(paths)
             if "{replica}" not in pattern and n_replicas > 1:
@@ -73,11 +79,14 @@ class TrajectoryWriter:
     def __call__(self) -> None:
         """Write the current frame of every replica."""
         state = self.get_state()
+        if self.record is None and self._record_source is not None:
+            self.record = self._record_source()
         extra = {} if self.info is None else self.info(state)
         targets = self._files if self.keep_open else self.paths  # no files once closed
         for r, (target, fmt) in enumerate(zip(targets, self._formats)):
             atoms = state.to_atoms(r)
             atoms.info.update({key: float(values[r]) for key, values in extra.items()})
+            stamp(atoms, self.record)
             if fmt == "traj" and self.keep_open:
                 target.write(atoms)
             elif fmt == "traj":  # reopened: ase.io.write's traj append leaves it unreadable

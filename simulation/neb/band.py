@@ -9,7 +9,7 @@ climbing image's uncertainty.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,12 @@ class NEBResult:
     max_force_std: float | None = None
     image_std: list[float] = field(default_factory=list)
 
-    def plot(self, path: str | Path, title: str | None = None) -> Path:
+    def plot(
+        self,
+        path: str | Path,
+        title: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the energy profile along the path (ASE's force-curve fit) as a PNG."""
         from ase.utils.forcecurve import fit_images
 
@@ -175,7 +180,7 @@ class NEBResult:
             )
             ax.legend(loc="best")
         ax.axvline(fit.path[self.climbing_index], color="0.7", ls=":", lw=1)
-        return save(fig, path, title)
+        return save(fig, path, title, provenance)
 
 
 def result_from_band(band: BatchedNEB, steps: int, converged: bool, fmax: float) -> NEBResult:

@@ -11,7 +11,7 @@ too), again all bands in one call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,12 @@ class ScreenReport:
             rows.append(row)
         return rows
 
-    def plot(self, path: str | Path, title: str | None = None) -> Path:
+    def plot(
+        self,
+        path: str | Path,
+        title: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write screened vs refined barriers per band (ranked) as a PNG."""
         fig, ax = new_figure(5.5, 3.8)
         x = range(len(self.ranking))
@@ -140,7 +145,7 @@ class ScreenReport:
         ax.set_xlabel("band (ranked by screened barrier)")
         ax.set_ylabel("forward barrier [eV]")
         ax.legend(loc="best")
-        return save(fig, path, title)
+        return save(fig, path, title, provenance)
 
 
 def screen_and_refine(

@@ -26,6 +26,7 @@ from ase.constraints import FixAtoms
 from mlipserve.simulation.md import MolecularDynamics
 from mlipserve.simulation.md.integrators import Integrator
 from mlipserve.simulation.md.state import MDState
+from mlipserve.simulation.provenance import provenance
 from mlipserve.simulation.provider import ForceProvider
 from mlipserve.simulation.sampling.cvs import CV
 
@@ -129,6 +130,10 @@ class BiasedProvider:
         self.values: list[np.ndarray] = []
         self.bias_energy = np.zeros(0)
         self.calls = 0
+
+    def provenance(self) -> dict[str, Any]:
+        """The inner provider's record (the bias is part of the driver's settings)."""
+        return provenance(self.provider)
 
     def evaluate(
         self, systems: Sequence[Any], properties: Sequence[str] = ("energy", "forces")

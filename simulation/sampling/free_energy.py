@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from ase import units
@@ -81,9 +82,10 @@ class FreeEnergyProfile:
         path: str | Path,
         reference: tuple[np.ndarray, np.ndarray] | None = None,
         title: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> Path:
         """Write F(s) with error bars (and a reference curve) as a PNG."""
-        return plot_profiles([self], path, reference=reference, title=title)
+        return plot_profiles([self], path, reference, title, provenance)
 
 
 def plot_profiles(
@@ -91,6 +93,7 @@ def plot_profiles(
     path: str | Path,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Several profiles (± 1σ bands) and an optional reference (s, F) curve in one PNG."""
     fig, ax = new_figure(5.5, 4.0)
@@ -113,7 +116,7 @@ def plot_profiles(
         ax.set_title(f"free energy at {profiles[0].temperature_K:g} K", fontsize=9)
     ax.set_ylabel("F (eV)")
     ax.legend(loc="best")
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)
 
 
 def decorrelate(series: np.ndarray) -> np.ndarray:

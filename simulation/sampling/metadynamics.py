@@ -16,9 +16,10 @@ profile = result.profile(np.linspace(-1.6, 1.6, 65))
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -171,6 +172,7 @@ class MetadynamicsResult:
         path: str | Path,
         levels: int = 20,
         title: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> Path:
         """Write the 2D free-energy surface as a filled-contour PNG (eV)."""
         free, _ = self.surface(grid_x, grid_y)
@@ -182,7 +184,7 @@ class MetadynamicsResult:
         ax.set_title(
             f"WT-metaD, γ = {self.bias.bias_factor:g}, {self.bias.temperature_K:g} K", fontsize=9
         )
-        return save(fig, path, title)
+        return save(fig, path, title, provenance)
 
 
 def run_metadynamics(

@@ -65,6 +65,9 @@ def test_serve_then_eval_and_models(tmp_path):
             frame.calc = EMT()
             assert np.isclose(result.get_potential_energy(), frame.get_potential_energy())
             assert np.allclose(result.get_forces(), frame.get_forces())
+            assert result.info["provenance_model"] == "emt"
+            assert result.info["provenance_server"] == server.address
+            assert len(result.info["provenance_model_sha256"]) == 64
         listed = cli("models", "list", "--url", server.rest_url)
         assert "lj-ensemble" in listed.stdout and "emt" in listed.stdout, (
             listed.stdout + listed.stderr

@@ -67,3 +67,24 @@ def test_record_survives_extxyz_and_png(tmp_path):
     path = save(fig, tmp_path / "p.png", title, provenance=record)
     text = Image.open(path).text
     assert json.loads(text["Description"])["model_sha256"] == record["model_sha256"]
+
+
+def test_md_trajectory_frames_carry_the_record(emt, tmp_path):
+    from ase import units
+
+    from mlipserve.simulation.md.driver import MolecularDynamics
+    from mlipserve.simulation.md.integrators import velocity_verlet
+    from mlipserve.simulation.md.state import MDState
+
+    atoms = bulk("Cu", cubic=True)
+    md = MolecularDynamics(
+        emt, MDState.from_atoms(atoms, temperature_K=300, seeds=1), velocity_verlet(2 * units.fs)
+    )
+    with md.write_trajectory(tmp_path / "md.traj", 2):
+        md.run(4)
+    frames = ase.io.read(tmp_path / "md.traj", index=":")
+    assert len(frames) == 3
+    for frame in frames:
+        got = read_info(frame.info)
+        assert got["model"] == "emt" and got["server"] == "in-process"
+        assert len(got["model_sha256"]) == 64
