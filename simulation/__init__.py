@@ -1,6 +1,7 @@
 """Simulation drivers that run on the client and talk to a ForceProvider."""
 
 from mlipserve.simulation.md import MolecularDynamics
+from mlipserve.simulation.md.barostats import StochasticCellRescaling
 from mlipserve.simulation.md.integrators import BerendsenBarostat, langevin_baoab, velocity_verlet
 from mlipserve.simulation.md.stability import check_timestep
 from mlipserve.simulation.md.state import MDState
@@ -21,6 +22,7 @@ __all__ = [
     "MDState",
     "MolecularDynamics",
     "RemoteProvider",
+    "StochasticCellRescaling",
     "check_timestep",
     "langevin_baoab",
     "velocity_verlet",

@@ -18,6 +18,7 @@ md.run(1000, progress=True)
 
 from __future__ import annotations
 
+from mlipserve.simulation.md.barostats import StochasticCellRescaling
 from mlipserve.simulation.md.integrators import BerendsenBarostat, Integrator
 from mlipserve.simulation.md.loop import Driver
 from mlipserve.simulation.md.observers import EnergyLog
@@ -32,7 +33,9 @@ class MolecularDynamics(Driver[MDState]):
     Each step makes exactly one `provider.evaluate` call holding every replica; stress is
     requested only when a barostat needs it. The run loop, observers (`attach(fn, interval,
     *args)` calls `fn(*args)` before the first step and every `interval` steps) and
-    trajectory files are `loop.Driver`'s.
+    trajectory files are `loop.Driver`'s. For NPT use `StochasticCellRescaling` (samples
+    the ensemble, volume fluctuations included); `BerendsenBarostat` only relaxes the
+    density (fast equilibration, not sampling).
     With `check_stability`, the first `run` computes the linear-stability bound
     (`stability.check_timestep`, 6N extra systems per replica in one call) and warns when dt
     exceeds it.
@@ -43,7 +46,7 @@ class MolecularDynamics(Driver[MDState]):
         provider: ForceProvider,
         state: MDState,
         integrator: Integrator,
-        barostat: BerendsenBarostat | None = None,
+        barostat: StochasticCellRescaling | BerendsenBarostat | None = None,
         check_stability: bool = False,
     ) -> None:
         super().__init__()
@@ -79,9 +82,11 @@ class MolecularDynamics(Driver[MDState]):
         return state.with_results(results)
 
     def _compute(self, state: MDState) -> MDState:
-        if self.barostat is not None:
-            state = self.barostat.scale(state, self.integrator.dt)
-        return self._evaluate(state)
+        if self.barostat is None:
+            return self._evaluate(state)
+        evaluated = self._evaluate(self.barostat.scale(state, self.integrator.dt))
+        settle = getattr(self.barostat, "settle", None)
+        return evaluated if settle is None else settle(state, evaluated)
 
     def log_energies(self, interval: int = 1) -> EnergyLog:
         """Record per-replica energies, temperature (and pressure) every interval steps."""
