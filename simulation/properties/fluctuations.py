@@ -29,7 +29,7 @@ def fluctuation_bulk_modulus(volumes: np.ndarray, temperature_K: float) -> tuple
 
 
 def energy_volume_scan(
-    provider: Any, atoms: Atoms, strains: Sequence[float] = np.linspace(-0.02, 0.02, 9)
+    provider: Any, atoms: Atoms, strains: Sequence[float] = tuple(np.linspace(-0.02, 0.02, 9))
 ) -> tuple[np.ndarray, np.ndarray]:
     """Energies of `atoms` scaled isotropically by (1 + s) in length, one batched call."""
     images = []
