@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 
 import grpc
@@ -77,6 +78,24 @@ class RunningServer:
         await self.registry.close()
 
 
+def rest_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for the REST app, or an OSError that says what to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise OSError(
+            f"cannot listen for REST on {host}:{port}: {err.strerror} "
+            "(choose another port with --rest-port / MLIPSERVE_REST_PORT)"
+        ) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore | None) -> None:
     """Serve the REST app on the same event loop (its own port)."""
     app = create_app(
@@ -107,11 +126,13 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
     )
     rest = uvicorn.Server(config)
     rest.install_signal_handlers = lambda: None  # the gRPC side owns SIGINT/SIGTERM
-    running.rest, running.rest_task = rest, asyncio.get_running_loop().create_task(rest.serve())
+    sock = rest_socket(settings.host, settings.rest_port)  # bound here: uvicorn would exit
+    task = asyncio.get_running_loop().create_task(rest.serve(sockets=[sock]))
+    running.rest, running.rest_task = rest, task
     while not rest.started:
         if running.rest_task.done():
             running.rest_task.result()
-            raise OSError(f"REST could not bind {settings.host}:{settings.rest_port}")
+            raise OSError(f"REST could not start on {settings.host}:{settings.rest_port}")
         await asyncio.sleep(0.01)
     running.rest_port = rest.servers[0].sockets[0].getsockname()[1]
 
@@ -149,15 +170,21 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
         server,
     )
     address = f"{settings.host}:{settings.port}"
-    if settings.tls_cert:
-        with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
-            port = server.add_secure_port(
-                address, grpc.ssl_server_credentials([(k.read(), c.read())])
-            )
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if settings.tls_cert:
+            with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
+                port = server.add_secure_port(
+                    address, grpc.ssl_server_credentials([(k.read(), c.read())])
+                )
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind {settings.host}:{settings.port}")
+        raise OSError(
+            f"cannot listen for gRPC on {address}: the port is in use or the address is "
+            "not one of this machine's (choose another with --port / MLIPSERVE_PORT)"
+        )
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)

@@ -86,3 +86,19 @@ def test_serve_refuses_an_unknown_model_with_a_clear_message():
     done = cli("serve", "--models", "lj,nope", "--port", "0")
     assert done.returncode == 2
     assert "unknown built-in model 'nope'" in done.stdout
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        grpc_busy = cli("serve", "--port", port, "--rest-port", "0", "--models", "lj")
+        rest_busy = cli("serve", "--port", "0", "--rest-port", port, "--models", "lj")
+    assert grpc_busy.returncode == 2 and rest_busy.returncode == 2
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in grpc_busy.stdout
+    assert f"cannot listen for REST on 127.0.0.1:{port}" in rest_busy.stdout
+    for done in (grpc_busy, rest_busy):
+        assert "Traceback" not in done.stdout + done.stderr
