@@ -30,7 +30,8 @@ class Client(ClientCore):
     """Evaluate systems on an mlipserve server.
 
     Args:
-        target: "host:port" (or "unix:/path"), or a list of them to fail over between.
+        target: "host:port" (or "unix:/path", "dns:///name:port"), or a list of them to fail
+            over between (or, with `balance=True`, to spread calls over).
         model: model name; empty selects the server's default model.
         version: model version; empty selects the model's default version.
         timeout: deadline of one call in seconds.
@@ -38,6 +39,9 @@ class Client(ClientCore):
         ca_file: PEM bundle to verify a TLS server; plaintext when None.
         api_key: sent as `authorization: Bearer <key>` metadata when given.
         priority: 0 interactive (served first within the tenant), 1 bulk screening.
+        balance: spread unary calls over every replica with gRPC's round_robin (one
+            channel; a list must be IP:port targets). A stream stays on one replica while it
+            lives and reopens on another when it dies. Default: on for a dns:/// target.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ request is built and a response decoded) is made here, once.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import time
 import uuid
@@ -168,6 +169,29 @@ def model_list(response: pb.ListModelsResponse) -> list[dict]:
     return [decode_model_info(m) for m in response.models]
 
 
+def balanced_target(targets: Sequence[str]) -> str:
+    """One gRPC target naming every replica: `ipv4:a:p,b:q` (IP literals) or a dns:/// name."""
+    if len(targets) == 1:
+        return targets[0]
+    hosts = []
+    for target in targets:
+        host, sep, port = target.rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            address = None
+        if not sep or address is None or not port.isdigit():
+            raise ValueError(
+                f"balancing over a list needs IP:port targets, got {target!r}; for host "
+                "names give one 'dns:///NAME:PORT' that resolves to every replica"
+            )
+        hosts.append(address)
+    families = {a.version for a in hosts}
+    if len(families) != 1:
+        raise ValueError("balancing over a list needs all IPv4 or all IPv6 addresses")
+    return f"ipv{families.pop()}:" + ",".join(targets)
+
+
 class ClientCore:
     """Targets, model, deadline, retries, credentials: all but the blocking or awaiting."""
 
@@ -182,10 +206,17 @@ class ClientCore:
         ca_file: str | None = None,
         api_key: str | None = None,
         priority: int = 0,
+        balance: bool | None = None,
     ) -> None:
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:
             raise ValueError("at least one target is needed")
+        # balance: one channel over every replica with gRPC's round_robin (default for a
+        # dns:/// name that resolves to several); otherwise the targets are tried in turn
+        self.balanced = (
+            any(t.startswith("dns:") for t in self.targets) if balance is None else balance
+        )
+        self._channel_target = balanced_target(self.targets) if self.balanced else ""
         self.model = model
         self.version = version
         self.timeout = timeout
@@ -210,15 +241,16 @@ class ClientCore:
         return Attempts(self, call)
 
     def new_channel(self, api: ModuleType) -> Any:
-        """A channel to the current target; `api` is `grpc` or `grpc.aio`."""
-        target = self.targets[self._index]
+        """A channel to the current target (or all, balanced); `api` is `grpc` or `grpc.aio`."""
+        target = self._channel_target or self.targets[self._index]
+        options = CHANNEL_OPTIONS + [("grpc.lb_policy_name", "round_robin")] * self.balanced
         if self._credentials is None:
-            return api.insecure_channel(target, options=CHANNEL_OPTIONS)
-        return api.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
+            return api.insecure_channel(target, options=options)
+        return api.secure_channel(target, self._credentials, options=options)
 
     def can_fail_over(self) -> bool:
-        """Whether there is another target to move to."""
-        return len(self.targets) > 1
+        """Whether there is another target to move to (a balanced channel moves by itself)."""
+        return len(self.targets) > 1 and not self.balanced
 
     def next_target(self) -> None:
         """Make the next target the current one."""

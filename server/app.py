@@ -158,7 +158,8 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
-    add_to_server(PotentialService(registry, settings.limits, keys, settings.tenant_limits), server)
+    service = PotentialService(registry, settings.limits, keys, settings.tenant_limits)
+    add_to_server(service, server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -185,6 +186,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             f"cannot listen for gRPC on {address}: the port is in use or the address is "
             "not one of this machine's (choose another with --port / MLIPSERVE_PORT)"
         )
+    service.replica = settings.replica_name or f"{settings.host}:{port}"
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)

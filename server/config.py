@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLIPSERVE_", extra="ignore")
 
     host: str = "127.0.0.1"
+    replica_name: str = Field(
+        "", description="name of this server in every response (default: host:port)"
+    )
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     rest: bool = Field(True, description="serve the REST API beside gRPC")
     rest_port: int = Field(8080, ge=0, le=65535, description="REST port (0: any free port)")

@@ -246,6 +246,7 @@ def decode_response(msg: pb.EvaluateResponse) -> list[dict]:
         out = decode_result(res, f"results[{i}]")
         out["model"] = msg.model
         out["model_version"] = msg.model_version
+        out["replica"] = msg.replica
         out["batch"] = batch
         results.append(out)
     return results

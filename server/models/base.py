@@ -11,6 +11,7 @@ import numpy as np
 
 from mlipserve.server.models.batch import SystemBatch
 
+
 def description_hash(entry: dict) -> str:
     """A stable hash of a model's description (for models without a weights file)."""
     keys = {k: v for k, v in entry.items() if k != "is_default"}

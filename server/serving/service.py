@@ -88,7 +88,9 @@ class PotentialService(pb_grpc.PotentialServicer):
         limits: Limits,
         keys: KeyStore | None = None,
         tenants: TenantLimits | None = None,
+        replica: str = "",
     ) -> None:
+        self.replica = replica  # named in every response (several servers behind one name)
         self.registry = registry
         self.limits = limits
         self.keys = keys
@@ -194,10 +196,11 @@ class PotentialService(pb_grpc.PotentialServicer):
     async def _tenant(self, context) -> str:
         return (await resolve(self.keys, context.invocation_metadata())).tenant
 
-    @staticmethod
-    def _response(loaded: LoadedModel, request, results: list[dict], stats: BatchStats):
+    def _response(self, loaded: LoadedModel, request, results: list[dict], stats: BatchStats):
         info = loaded.model.info
-        return encode_response(results, info.name, info.version, request.request_id, stats)
+        response = encode_response(results, info.name, info.version, request.request_id, stats)
+        response.replica = self.replica
+        return response
 
     async def Evaluate(self, request, context: grpc.aio.ServicerContext):  # noqa: N802
         """Unary evaluation of one or many systems."""
