@@ -19,8 +19,11 @@ from mlipserve.cli import (
     jobs,
     keys,
     labellers,
+    md,
     models,
+    paths,
     props,
+    sampling,
     serve,
     training,
 )
@@ -63,3 +66,9 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(labellers.app, name="labellers")
 app.add_typer(props.app, name="props")
+app.command("md")(md.md)
+app.command("pimd")(md.pimd)
+app.command("relax")(paths.relax)
+app.command("neb")(paths.neb)
+app.command("umbrella")(sampling.umbrella)
+app.command("metad")(sampling.metad)
