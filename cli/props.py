@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mlipserve.cli.options import TARGET, console, exit_on_errors
+from mlipserve.cli.options import TARGET, console
+from mlipserve.cli.workflow import Model, provider, read_one, record, titled, trust, write_json
 
 app = typer.Typer(
     help="Materials properties computed on a server's model (batched).", no_args_is_help=True
 )
 
-Model = Annotated[str, typer.Option(help="Model name (empty: server default).")]
 Output = Annotated[
     Path | None,
     typer.Option(
@@ -25,27 +23,21 @@ Output = Annotated[
 ]
 
 
-@contextmanager
-def _provider(target: str, model: str) -> Iterator[Any]:
-    """A RemoteProvider; server errors and bad input end the command with a message."""
-    from mlipserve.simulation.provider import RemoteProvider
-
-    with exit_on_errors():
-        provider = RemoteProvider(target, model)
-        try:
-            yield provider
-        finally:
-            provider.close()
-
-
-def _write(output: Path | None, data: dict, plot: Callable[[Path], Any] | None = None) -> None:
+def _write(
+    output: Path | None,
+    data: dict,
+    remote: Any,
+    atoms: Any,
+    plot: Callable[..., Any] | None = None,
+) -> None:
+    """JSON (with the ensemble's view of `atoms` and the provenance) and the titled plot."""
+    report = trust(remote, atoms, record(remote))
     if output is None:
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(data, indent=2))
-    console.print(f"wrote {output}")
+    prov = record(remote)
+    write_json(output, {**data, "trust": report}, prov)
     if plot is not None:
-        png = plot(output.with_suffix(".png"))
+        png = plot(output.with_suffix(".png"), **titled(atoms, prov, "properties"))
         console.print(f"wrote {png}")
 
 
@@ -63,13 +55,35 @@ def _ints(text: str) -> list[int]:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _read(file: Path) -> Any:
-    import ase.io
+def _unstressed(remote: Any, atoms: Any, limit_gpa: float, relax: bool) -> tuple[Any, dict]:
+    """`atoms`, its cell relaxed first when its stress exceeds the limit (or a warning)."""
+    import numpy as np
+    from ase import units
 
-    try:
-        return ase.io.read(file)
-    except Exception as err:  # noqa: BLE001 - ASE raises many kinds for unreadable files
-        raise typer.BadParameter(f"cannot read {file}: {err}") from None
+    from mlipserve.simulation.relax import relax_batch
+
+    (res,) = remote.evaluate([atoms], ("energy", "forces", "stress"))
+    largest = float(np.abs(res["stress"]).max()) / units.GPa
+    report = {"residual_stress_GPa": largest, "relaxed_first": False}
+    if largest <= limit_gpa:
+        return atoms, report
+    if not relax:
+        console.print(
+            f"[yellow]warning:[/yellow] the structure is under {largest:.3f} GPa of stress "
+            f"(above --residual-stress {limit_gpa:g}): C_ij of a stressed cell is not the "
+            "equilibrium tensor; drop --no-relax to relax it first"
+        )
+        return atoms, report
+    console.print(f"stress {largest:.3f} GPa > {limit_gpa:g} GPa: relaxing the cell first")
+    (done,) = relax_batch(remote, [atoms], fmax=1e-3, max_steps=2000, relax_cell=True)
+    (after,) = remote.evaluate([done.atoms], ("energy", "forces", "stress"))
+    report.update(
+        relaxed_first=True,
+        stress_after_relaxation_GPa=float(np.abs(after["stress"]).max()) / units.GPa,
+    )
+    console.print(f"after relaxation: {report['stress_after_relaxation_GPa']:.4f} GPa")
+    done.atoms.calc = None
+    return done.atoms, report
 
 
 @app.command()
@@ -78,20 +92,25 @@ def stress(
     target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     h: Annotated[float, typer.Option(help="Deformation step of the finite differences.")] = 1e-4,
+    index: Annotated[int, typer.Option(help="Which frame of FILE (default: the last).")] = -1,
     output: Output = None,
 ) -> None:
     """Stress as a 3×3 tensor: the model's vs central differences of its energy; asymmetry."""
     from mlipserve.simulation.properties.stress import check_stress
 
-    atoms = _read(file)
-    with _provider(target, model) as provider:
-        res = check_stress(provider, atoms, h=h)
-    console.print("model stress (eV/Å³):", res.stress, "finite differences:", res.finite_difference)
-    console.print(
-        f"‖σ−σᵀ‖/‖σ‖ = {res.asymmetry:.2e} (model), {res.fd_asymmetry:.2e} (FD); "
-        f"max |model − FD| = {res.max_difference:.2e} eV/Å³"
-    )
-    _write(output, res.to_dict())
+    atoms, position, frames = read_one(file, index)
+    console.print(f"{file}: frame {position} of {frames} (0-based; --index picks another)")
+    with provider(target, model) as remote:
+        res = check_stress(remote, atoms, h=h)
+        console.print(
+            "model stress (eV/Å³):", res.stress, "finite differences:", res.finite_difference
+        )
+        console.print(
+            f"‖σ−σᵀ‖/‖σ‖ = {res.asymmetry:.2e} (model), {res.fd_asymmetry:.2e} (FD); "
+            f"max |model − FD| = {res.max_difference:.2e} eV/Å³"
+        )
+        frame = {"file": str(file), "frame": position, "frames": frames}
+        _write(output, {**res.to_dict(), **frame}, remote, atoms)
 
 
 @app.command()
@@ -108,6 +127,16 @@ def elastic(
     relax_ions: Annotated[
         bool, typer.Option(help="Relax positions in every strained cell.")
     ] = False,
+    relax: Annotated[
+        bool,
+        typer.Option(
+            help="Relax FILE's cell first when its stress exceeds --residual-stress "
+            "(--no-relax: warn and go on)."
+        ),
+    ] = True,
+    residual_stress: Annotated[
+        float, typer.Option(min=0.0, help="Largest |σ_ij| (GPa) accepted as unstressed.")
+    ] = 0.1,
     target: TARGET = "127.0.0.1:50051",
     model: Model = "",
     output: Output = None,
@@ -122,26 +151,22 @@ def elastic(
         plot_elastic,
     )
 
-    with _provider(target, model) as provider:
+    with provider(target, model) as remote:
         if file is None:
-            a = relaxed_fcc(provider, [symbol])[symbol].a
+            a = relaxed_fcc(remote, [symbol])[symbol].a
             atoms = bulk(symbol, "fcc", a=a, cubic=True)
         else:
-            atoms = _read(file)
-        res = elastic_tensor(
-            provider, atoms, _floats(strains), relax_ions=relax_ions, progress=True
+            atoms, _, _ = read_one(file)
+        atoms, residual = _unstressed(remote, atoms, residual_stress, relax)
+        res = elastic_tensor(remote, atoms, _floats(strains), relax_ions=relax_ions, progress=True)
+        console.print("C (GPa):", res.C.round(2))
+        console.print({k: round(v, 2) for k, v in res.moduli.items()})
+        console.print(
+            f"Born stable (C positive definite): {res.born_stable}; cubic criteria: "
+            f"{cubic_born_criteria(res.C)}"
         )
-    console.print("C (GPa):", res.C.round(2))
-    console.print({k: round(v, 2) for k, v in res.moduli.items()})
-    console.print(
-        f"Born stable (C positive definite): {res.born_stable}; cubic criteria: "
-        f"{cubic_born_criteria(res.C)}"
-    )
-    _write(
-        output,
-        {**res.to_dict(), "cubic_criteria": cubic_born_criteria(res.C)},
-        lambda p: plot_elastic(res, p),
-    )
+        data = {**res.to_dict(), "cubic_criteria": cubic_born_criteria(res.C), **residual}
+        _write(output, data, remote, atoms, lambda p, **kw: plot_elastic(res, p, **kw))
 
 
 @app.command()
@@ -169,22 +194,23 @@ def vacancy(
         vacancy_formation_energies,
     )
 
-    with _provider(target, model) as provider:
+    with provider(target, model) as remote:
         if file is None:
             dims = _ints(size)
             if len(dims) != 3:
                 raise typer.BadParameter("--size needs three integers")
             atoms = random_fcc_alloy(elements.split(","), tuple(dims), seed=seed)  # type: ignore[arg-type]
         else:
-            atoms = _read(file)
+            atoms, _, _ = read_one(file)
         sites = None
         if sample:
             rng = np.random.default_rng(seed)
             sites = sorted(rng.choice(len(atoms), size=min(sample, len(atoms)), replace=False))
-        res = vacancy_formation_energies(provider, atoms, sites, fmax=fmax, progress=True)
-    for name, stats in res.summary().items():
-        console.print(f"{name}: mean {stats['mean']:.3f} eV, std {stats['std']:.3f} eV")
-    _write(output, res.to_dict(), lambda p: plot_vacancy_histogram(res, p))
+        res = vacancy_formation_energies(remote, atoms, sites, fmax=fmax, progress=True)
+        for name, stats in res.summary().items():
+            console.print(f"{name}: mean {stats['mean']:.3f} eV, std {stats['std']:.3f} eV")
+        plot = lambda p, **kw: plot_vacancy_histogram(res, p, **kw)  # noqa: E731
+        _write(output, res.to_dict(), remote, atoms, plot)
 
 
 @app.command()
@@ -197,15 +223,19 @@ def surface(
     output: Output = None,
 ) -> None:
     """Surface energies (J/m², eV/Å²) from slabs of increasing thickness (linear fit)."""
+
     from mlipserve.simulation.properties.surface import plot_surface_energies, surface_energies
 
-    with _provider(target, model) as provider:
-        res = surface_energies(provider, symbol, facets.split(","), relax=relax, progress=True)
-    for facet, r in res.items():
-        console.print(f"({facet}): γ = {r.gamma_j_m2:.4f} J/m² = {r.gamma:.5f} eV/Å²")
-    _write(
-        output, {f: r.to_dict() for f, r in res.items()}, lambda p: plot_surface_energies(res, p)
-    )
+    with provider(target, model) as remote:
+        res = surface_energies(remote, symbol, facets.split(","), relax=relax, progress=True)
+        for facet, r in res.items():
+            console.print(f"({facet}): γ = {r.gamma_j_m2:.4f} J/m² = {r.gamma:.5f} eV/Å²")
+        bulk_cell = (
+            next(iter(res.values())).bulk if hasattr(next(iter(res.values())), "bulk") else None
+        )
+        data = {f: r.to_dict() for f, r in res.items()}
+        plot = lambda p, **kw: plot_surface_energies(res, p, **kw)  # noqa: E731
+        _write(output, data, remote, bulk_cell or symbol, plot)
 
 
 @app.command()
@@ -231,8 +261,8 @@ def gb(
     hkl = _ints(plane)
     if len(hkl) != 3:
         raise typer.BadParameter("--plane needs three integers")
-    with _provider(target, model) as provider:
-        a = relaxed_fcc(provider, [host])[host].a
+    with provider(target, model) as remote:
+        a = relaxed_fcc(remote, [host])[host].a
         cell = symmetric_tilt_gb(
             host,
             a,
@@ -240,8 +270,8 @@ def gb(
             periods=periods,  # type: ignore[arg-type]
             z_repeat=z_repeat,
         )
-        res = segregation_energies(provider, cell, solute, fmax=fmax, progress=True)
-    console.print(f"γ_GB = {res.gb_energy:.3f} J/m²; {len(cell)} atoms")
-    for d, e in zip(res.distances, res.energies):
-        console.print(f"  {d:6.2f} Å  {e:+.4f} eV")
-    _write(output, res.to_dict(), lambda p: plot_segregation(res, p))
+        res = segregation_energies(remote, cell, solute, fmax=fmax, progress=True)
+        console.print(f"γ_GB = {res.gb_energy:.3f} J/m²; {len(cell)} atoms")
+        for d, e in zip(res.distances, res.energies):
+            console.print(f"  {d:6.2f} Å  {e:+.4f} eV")
+        _write(output, res.to_dict(), remote, cell, lambda p, **kw: plot_segregation(res, p, **kw))

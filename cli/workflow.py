@@ -93,6 +93,32 @@ def titled(atoms: Any, provenance: dict, what: str) -> dict[str, Any]:
     return {"title": system_title(atoms, provenance, what), "provenance": provenance}
 
 
+def trust(remote: Any, atoms: Any, prov: dict) -> dict[str, Any]:
+    """The ensemble's uncertainty on `atoms` and every trust warning, printed and returned."""
+    served = [
+        e
+        for e in remote.client.list_models()
+        if e["name"] == prov.get("model") and e["version"] == prov.get("model_version")
+    ]
+    if not served or not served[0]["ensemble_size"]:
+        console.print(f"{prov.get('model')} is not an ensemble: no uncertainty to show")
+        return {"ensemble": False}
+    (res,) = remote.evaluate([atoms], ("energy", "forces", "uncertainty"))
+    out = {
+        "ensemble": True,
+        "energy_std_eV_per_atom": res["energy_std"] / len(atoms),
+        "max_force_std_eV_per_A": res["max_force_std"],
+        "warnings": res.get("warnings", []),
+    }
+    console.print(
+        f"ensemble std: energy {out['energy_std_eV_per_atom']:.4f} eV/atom, "
+        f"max force {out['max_force_std_eV_per_A']:.4f} eV/Å"
+    )
+    for warning in out["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    return out
+
+
 def first_replica(arrays: dict[str, Any]) -> dict[str, Any]:
     """A log's (T,) series of replica 0, from its (T, R) and (T,) arrays."""
     return {k: v[:, 0] if v.ndim == 2 else v for k, v in arrays.items()}

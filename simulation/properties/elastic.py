@@ -13,7 +13,7 @@ reported and enters the stress–strain coefficients at order σ.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,12 @@ def cubic_born_criteria(C: np.ndarray) -> dict[str, bool]:
     }
 
 
-def plot_elastic(result: ElasticResult, path: str | Path, title: str | None = None) -> Path:
+def plot_elastic(
+    result: ElasticResult,
+    path: str | Path,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """PNG: the 6×6 C_ij map (GPa) and the central differences D_ij(δ) vs δ²."""
     fig, (ax0, ax1) = new_panels(2, 10, 4.2)
     im = ax0.imshow(result.C, cmap="viridis")
@@ -187,4 +192,4 @@ def plot_elastic(result: ElasticResult, path: str | Path, title: str | None = No
     ax1.set_xlabel("δ² (strain magnitude squared)")
     ax1.set_ylabel("central difference (GPa)")
     ax1.legend()
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)

@@ -20,7 +20,7 @@ pure bulk, solute in bulk, solute at each site) is relaxed in ONE `relax_batch`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -260,7 +260,12 @@ def segregation_energies(
     )
 
 
-def plot_segregation(result: SegregationResult, path: str | Path, title: str | None = None) -> Path:
+def plot_segregation(
+    result: SegregationResult,
+    path: str | Path,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
     """PNG: segregation energy vs distance from the boundary plane."""
     fig, ax = new_figure(6, 4)
     ax.axhline(0.0, color="0.6", lw=0.8)
@@ -268,4 +273,4 @@ def plot_segregation(result: SegregationResult, path: str | Path, title: str | N
     ax.set_xlabel("distance from boundary plane (Å)")
     ax.set_ylabel(f"E_seg of {result.solute} (eV)")
     ax.set_title(f"γ_GB = {result.gb_energy:.3f} J/m²")
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)

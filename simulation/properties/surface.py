@@ -184,7 +184,10 @@ def surface_energies(
 
 
 def plot_surface_energies(
-    results: dict[str, SurfaceResult], path: str | Path, title: str | None = None
+    results: dict[str, SurfaceResult],
+    path: str | Path,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """PNG: γ_n per facet vs thickness (J/m²), with the fitted γ as a dashed line."""
     fig, ax = new_figure(6, 4)
@@ -199,4 +202,4 @@ def plot_surface_energies(
     ax.set_xlabel("slab thickness (layers)")
     ax.set_ylabel("γ_n = (E_n − n ε) / 2A  (J/m²)")
     ax.legend(fontsize=8)
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)

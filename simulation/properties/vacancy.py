@@ -176,7 +176,11 @@ def vacancy_formation_energies(
 
 
 def plot_vacancy_histogram(
-    result: VacancyResult, path: str | Path, bins: int = 20, title: str | None = None
+    result: VacancyResult,
+    path: str | Path,
+    bins: int = 20,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """PNG: histograms of unrelaxed and relaxed vacancy formation energies."""
     from matplotlib.ticker import MaxNLocator
@@ -204,4 +208,4 @@ def plot_vacancy_histogram(
     locator.set_params(integer=True)
     ax.set_title(f"{result.bulk.get_chemical_formula()}: μ_X from pure fcc X")
     ax.legend(fontsize=8)
-    return save(fig, path, title)
+    return save(fig, path, title, provenance)

@@ -89,3 +89,69 @@ def test_bad_input_exits_with_a_message(server):
     assert result.exit_code == 2 and "bad input" in result.output
     result = run(server, "gb", "--plane", "1,3,0")
     assert result.exit_code == 2 and "plane" in result.output
+
+
+def test_elastic_of_a_stressed_file_relaxes_it_first_or_warns(server, emt, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "cu_strained.extxyz"
+    ase.io.write(path, bulk("Cu", "fcc", a=3.70, cubic=True))  # EMT's a is 3.59 Å
+    out = tmp_path / "relaxed.json"
+    done = run(server, "elastic", str(path), "--output", str(out))
+    assert done.exit_code == 0, done.output
+    data = json.loads(out.read_text())
+    assert data["relaxed_first"] and data["residual_stress_GPa"] > 1.0
+    assert data["stress_after_relaxation_GPa"] < 0.01
+    assert data["provenance"]["model"] == "emt" and len(data["provenance"]["model_sha256"]) == 64
+    assert data["trust"] == {"ensemble": False}
+    from mlipserve.simulation.properties.bulk import relaxed_fcc
+
+    a = relaxed_fcc(emt, ["Cu"])["Cu"].a
+    ref = elastic_tensor(emt, bulk("Cu", "fcc", a=a, cubic=True))
+    assert np.allclose(data["C_GPa"], ref.C, atol=0.5)  # same tensor as at the EMT lattice
+    png = Image.open(out.with_suffix(".png"))
+    assert "emt" in json.loads(png.text["Description"])["model"]
+    warned = run(server, "elastic", str(path), "--no-relax", "--output", str(tmp_path / "w.json"))
+    assert (
+        warned.exit_code == 0 and "warning:" in warned.output and "GPa of stress" in warned.output
+    )
+    assert not json.loads((tmp_path / "w.json").read_text())["relaxed_first"]
+
+
+def test_stress_says_which_frame_it_used(server, tmp_path):
+    frames = [bulk("Cu", "fcc", a=a, cubic=True) for a in (3.55, 3.60, 3.65)]
+    path = tmp_path / "three.extxyz"
+    ase.io.write(path, frames)
+    out = tmp_path / "s.json"
+    done = run(server, "stress", str(path), "--index", "1", "--output", str(out))
+    assert done.exit_code == 0 and "frame 1 of 3" in done.output
+    assert json.loads(out.read_text())["frame"] == 1
+    last = run(server, "stress", str(path))
+    assert "frame 2 of 3" in last.output
+    missing = run(server, "stress", str(path), "--index", "5")
+    assert missing.exit_code == 2 and "there is no frame 5" in missing.output
+
+
+def test_props_show_the_ensembles_uncertainty_and_warnings(server, tmp_path):
+    path = tmp_path / "cu.extxyz"
+    ase.io.write(path, bulk("Cu", "fcc", a=3.61, cubic=True))
+    out = tmp_path / "s.json"
+    result = runner.invoke(
+        app,
+        [
+            "props",
+            "stress",
+            str(path),
+            "--target",
+            server.address,
+            "--model",
+            "lj-ensemble",
+            "--output",
+            str(out),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "ensemble std: energy" in result.output and "warning:" in result.output
+    trust = json.loads(out.read_text())["trust"]
+    assert trust["ensemble"] and trust["energy_std_eV_per_atom"] > 0.05 and trust["warnings"]
