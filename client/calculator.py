@@ -25,7 +25,7 @@ from mlipserve.client.client import Client, StreamSession
 from mlipserve.client.errors import TrustWarning
 from mlipserve.wire import conditions_from_info
 
-ASE_PROPERTIES = ("energy", "free_energy", "forces", "stress", "energies")
+ASE_PROPERTIES = ("energy", "free_energy", "energies", "forces", "stress")  # EMT's order
 EXTRAS = ("model", "model_version", "energy_std", "forces_std", "max_force_std", "warnings")
 
 
@@ -145,8 +145,8 @@ class RemoteCalculator(Calculator):
             wanted = self._wanted(self.atoms, properties)
             evaluator = self._session if self._session is not None else self.client
             result = evaluator.evaluate(self.atoms, wanted)
+            result = {**result, "free_energy": result["energy"]}
             self.results = {k: result[k] for k in ASE_PROPERTIES if k in result}
-            self.results["free_energy"] = result["energy"]
             self.extras = {k: result[k] for k in EXTRAS if k in result}
             self._warn(self.extras.get("warnings", ()))
 
