@@ -16,6 +16,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.socketio import SocketClient, SocketIOCalculator
+from ase.cell import Cell
 from typer.testing import CliRunner
 
 from mlipserve.cli import app
@@ -61,18 +62,26 @@ XML = """<simulation verbosity="quiet" safe_stride="1000">
 """
 
 
-def copper():
-    """A 32-atom fcc Cu cell, slightly rattled."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+def copper(triclinic: bool = False):
+    """A 32-atom fcc Cu cell, slightly rattled; or 27 atoms in the rhombohedral primitive
+    cell (60° angles, i-PI's orientation: a along x, b in the xy plane), where a transposed
+    cell matrix changes the structure."""
+    if triclinic:
+        atoms = bulk("Cu", "fcc", a=3.61) * (3, 3, 3)
+        atoms.set_cell(Cell.fromcellpar(atoms.cell.cellpar()), scale_atoms=True)
+    else:
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     atoms.rattle(0.02, seed=1)
     return atoms
 
 
-def write_inputs(folder: Path, mode: str, batch: int = 1) -> tuple[str, int]:
+def write_inputs(
+    folder: Path, mode: str, batch: int = 1, triclinic: bool = False
+) -> tuple[str, int]:
     """i-PI's init.xyz and input.xml in `folder`; returns the socket address and port."""
-    atoms = copper()
-    a, b, c = atoms.cell.lengths()
-    header = f"# CELL(abcABC): {a} {b} {c} 90 90 90 cell{{angstrom}} positions{{angstrom}}"
+    atoms = copper(triclinic)
+    cellpar = " ".join(f"{float(x):.17g}" for x in atoms.cell.cellpar())
+    header = f"# CELL(abcABC): {cellpar} cell{{angstrom}} positions{{angstrom}}"
     lines = [str(len(atoms)), header]
     lines += [
         f"{s} {x:.17g} {y:.17g} {z:.17g}" for s, (x, y, z) in zip(atoms.symbols, atoms.positions)
@@ -128,11 +137,11 @@ def finish(proc: subprocess.Popen, folder: Path) -> dict[str, np.ndarray]:
     }
 
 
-def run_reference(folder: Path) -> dict[str, np.ndarray]:
+def run_reference(folder: Path, triclinic: bool = False) -> dict[str, np.ndarray]:
     """i-PI driven the way its docs show: ASE's SocketClient with EMT in-process."""
-    address, _ = write_inputs(folder, "unix")
+    address, _ = write_inputs(folder, "unix", triclinic=triclinic)
     proc = start_ipi(folder)
-    atoms = copper()
+    atoms = copper(triclinic)
     atoms.calc = EMT()
     wait_for_socket(proc, address)
     SocketClient(unixsocket=address).run(atoms, use_stress=True)
@@ -144,11 +153,18 @@ def reference(tmp_path_factory):
     return run_reference(tmp_path_factory.mktemp("ipi-reference"))
 
 
-def run_bridge(folder: Path, server, mode: str, clients: int, batch: int = 1):
-    address, port = write_inputs(folder, mode, batch)
+@pytest.fixture(scope="module")
+def reference_triclinic(tmp_path_factory):
+    return run_reference(tmp_path_factory.mktemp("ipi-reference-triclinic"), triclinic=True)
+
+
+def run_bridge(
+    folder: Path, server, mode: str, clients: int, batch: int = 1, triclinic: bool = False
+):
+    address, port = write_inputs(folder, mode, batch, triclinic)
     proc = start_ipi(folder)
     report = run_ipi_driver(
-        copper(),
+        copper(triclinic),
         server.address,
         "emt",
         address=address,
@@ -182,6 +198,24 @@ def test_pimd_through_bridge_equals_ase_socket_client(
     for key in PROPERTIES[1:]:
         np.testing.assert_allclose(ours[key], reference[key], rtol=1e-8, atol=1e-8, err_msg=key)
     np.testing.assert_allclose(ours["positions"], reference["positions"], rtol=0, atol=1e-8)
+
+
+def test_triclinic_pimd_through_bridge_equals_ase_socket_client(
+    reference_triclinic, server, tmp_path
+):
+    """The same check on a rhombohedral cell (60° angles): i-PI sends an upper-triangular h
+    with the lattice vectors as columns; read as rows (a transposed cell) the structure is a
+    different crystal and the energies disagree by far more than 1e-8."""
+    cell = copper(triclinic=True).cell.array
+    assert np.abs(cell - cell.T).max() > 1.0  # a transposed cell cannot hide here
+    ours, report = run_bridge(tmp_path, server, "inet", 1, BEADS, triclinic=True)
+    assert report.model == "emt@ase" and sum(report.structures) >= BEADS * STEPS
+    assert np.ptp(reference_triclinic["potential{electronvolt}"]) > 1e-3
+    for key in PROPERTIES[1:]:
+        np.testing.assert_allclose(
+            ours[key], reference_triclinic[key], rtol=1e-8, atol=1e-8, err_msg=key
+        )
+    np.testing.assert_allclose(ours["positions"], reference_triclinic["positions"], atol=1e-8)
 
 
 def test_ase_socket_server_through_cli_matches_emt(server, tmp_path):
@@ -292,3 +326,30 @@ def test_driver_module_imports_without_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_molecule_without_pbc_gets_a_zero_virial_not_an_error(server, tmp_path):
+    """`--no-pbc` on a molecule: energy and forces are EMT's; the virial is sent as zeros
+    (there is no volume, hence no stress) instead of failing with a stress error."""
+    from ase.build import molecule
+
+    probe = molecule("CO")
+    probe.center(vacuum=5.0)
+    probe.pbc = False
+    ase.io.write(tmp_path / "co.xyz", probe)
+    name = f"mlipserve-{uuid.uuid4().hex[:10]}"
+    with SocketIOCalculator(unixsocket=name) as calc:
+        cmd = [sys.executable, "-m", "mlipserve.cli", "ipi-driver", str(tmp_path / "co.xyz")]
+        cmd += ["--unix", "--address", name, "--target", server.address, "--model", "emt"]
+        proc = subprocess.Popen(
+            [*cmd, "--no-pbc"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        probe.calc = calc
+        energy, forces = probe.get_potential_energy(), probe.get_forces()
+        calc.server.protocol.end()
+    out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, out
+    probe.calc = EMT()
+    assert abs(energy - probe.get_potential_energy()) < 1e-9
+    np.testing.assert_allclose(forces, probe.get_forces(), atol=1e-9)
+    assert np.abs(forces).max() > 0.1
