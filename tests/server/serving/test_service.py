@@ -68,7 +68,8 @@ def test_response_reports_model_version_and_batch(server):
 
 def test_energy_only_request_returns_energy_only(server):
     res = Client(server.address, "lj").evaluate(argon(1, 0), ["energy"])
-    assert set(res) == {"energy", "model", "model_version", "batch"}
+    assert set(res) == {"energy", "model", "model_version", "batch", "replica"}
+    assert res["replica"].endswith(server.address.rsplit(":", 1)[1])
 
 
 def test_ensemble_uncertainty(server):
