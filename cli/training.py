@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ase.data import atomic_numbers
 from rich.table import Table
 
 from mlipserve.cli.options import console
@@ -55,8 +56,21 @@ def train_model(
     ] = None,
     test_data: Annotated[Path | None, typer.Option(help="Extra held-out set to report on.")] = None,
     ood_data: Annotated[Path | None, typer.Option(help="Out-of-distribution set.")] = None,
+    charges: Annotated[
+        str | None,
+        typer.Option(
+            help="Add a Coulomb term (family painn-coulomb): 'predicted' (per atom, projected "
+            "onto each system's total charge) or fixed per element, e.g. 'Na=1,Cl=-1'."
+        ),
+    ] = None,
+    coulomb_cutoff: Annotated[float, typer.Option(help="Ewald real-space cutoff, Å.")] = 8.0,
+    ewald_accuracy: Annotated[
+        float, typer.Option(help="Relative accuracy the pinned Ewald split is chosen for.")
+    ] = 1e-6,
+    ewald_method: Annotated[str, typer.Option(help="'ewald' or 'pme'.")] = "ewald",
 ) -> None:
-    """Train an ensemble (PaiNN family) and store it as a new version of NAME."""
+    """Train an ensemble (PaiNN, or PaiNN + Coulomb with --charges) and store it as a new
+    version of NAME."""
     from mlipserve.server.store import ModelStore
     from mlipserve.server.training import TrainConfig, load_structures
     from mlipserve.server.training.pipeline import Architecture, train_version
@@ -85,7 +99,13 @@ def train_model(
         ModelStore(store),
         name,
         train_cfg,
-        arch=Architecture(members, features, layers, cutoff),
+        arch=Architecture(
+            members,
+            features,
+            layers,
+            cutoff,
+            long_range=long_range_options(charges, coulomb_cutoff, ewald_accuracy, ewald_method),
+        ),
         warm_start=warm_start,
         report_dir=report,
         extra_sets=extra,
@@ -103,3 +123,26 @@ def train_model(
         )
     console.print(table)
     console.print(f"stored {name}@{version} in {store}; plots and metrics in {report}")
+
+
+def long_range_options(
+    charges: str | None, cutoff: float, accuracy: float, method: str
+) -> dict | None:
+    """The Architecture's long_range entry from the train options (None: short-range)."""
+    if charges is None:
+        return None
+    if method not in ("ewald", "pme"):
+        raise typer.BadParameter(f"--ewald-method must be 'ewald' or 'pme', not {method!r}")
+    spec: dict = {"coulomb_cutoff": cutoff, "accuracy": accuracy, "method": method}
+    if charges == "predicted":
+        return {**spec, "charges": "predicted"}
+    table = {}
+    for item in charges.split(","):
+        symbol, _, value = item.partition("=")
+        try:
+            table[str(atomic_numbers[symbol.strip()])] = float(value)
+        except (KeyError, ValueError):
+            raise typer.BadParameter(
+                f"--charges: {item!r} is not SYMBOL=CHARGE (e.g. 'Na=1,Cl=-1') or 'predicted'"
+            ) from None
+    return {**spec, "charges": "fixed", "element_charges": table}

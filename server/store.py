@@ -33,6 +33,7 @@ from mlipserve.server.models.families import (
     archive_trust_reason,
     build_module,
     load_archive,
+    serving_fields,
 )
 from mlipserve.server.models.torch_potential import TorchPotential
 
@@ -359,6 +360,7 @@ class ModelStore:
                     raise
                 raise StoreError(f"{name}@{meta['version']}: {err}") from None
         module, meta = self.load_module(name, version)
+        fields = serving_fields(module)
         info = ModelInfo(
             name=name,
             version=meta["version"],
@@ -370,9 +372,11 @@ class ModelStore:
             device=device,
             min_distance=float(meta.get("min_distance", 0.0)),
             sha256=meta.get("sha256", ""),
+            condition_shapes=fields.get("condition_shapes", {}),
             extra={
                 "metrics": meta.get("metrics", {}),
                 **{k: meta[k] for k in TRUST_KEYS if k in meta},
+                **fields.get("extra", {}),
             },
         )
         return TorchPotential(module, info)

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlipserve.server.labellers.base import CalculatorLabeller, Labeller, package_version
 
-NAMES = ("emt", "xtb", "pyscf", "ase:<module>.<Class>")
+NAMES = ("emt", "nacl-rigid-ion", "xtb", "pyscf", "ase:<module>.<Class>")
 
 
 def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
@@ -57,7 +57,7 @@ def ase_calculator_labeller(path: str, **settings: Any) -> CalculatorLabeller:
 
 
 def make_labeller(name: str, **settings: Any) -> Labeller:
-    """The labeller called `name` ("emt", "xtb", "pyscf" or "ase:<module>.<Class>") with `settings`.
+    """The labeller called `name` (one of `NAMES`) made with `settings`.
 
     Raises:
         ValueError: unknown name, or settings the labeller does not accept.
@@ -67,6 +67,12 @@ def make_labeller(name: str, **settings: Any) -> Labeller:
 
         EMT(**settings)
         return CalculatorLabeller("emt", lambda: EMT(**settings), package_version("ase"), settings)
+    if name == "nacl-rigid-ion":
+        from mlipserve.server.models.rigid_ion import RigidIonCalculator
+
+        if settings:
+            raise ValueError(f"labeller 'nacl-rigid-ion' takes no settings, got {sorted(settings)}")
+        return CalculatorLabeller(name, RigidIonCalculator, package_version("mlipserve"), {})
     if name == "xtb":
         from mlipserve.server.labellers.xtb import XtbLabeller
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 POLICY_FILE = "_labellers.json"  # no model name can collide: model names start alphanumeric
-BUILTIN = ("emt", "xtb", "pyscf")
+BUILTIN = ("emt", "nacl-rigid-ion", "xtb", "pyscf")
 ASE_NAME = re.compile(r"^ase:[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 #: Keys that name a path, a command, a host or a URL: only an operator's `fixed` sets them.
 OPERATOR_ONLY = re.compile(
@@ -179,9 +179,10 @@ BASES = [
 
 
 def builtin_entries() -> dict[str, LabellerEntry]:
-    """The default policy: emt, xtb and pyscf with every setting bounded."""
+    """The default policy: emt, the NaCl rigid-ion model, xtb and pyscf, every setting bounded."""
     return {
         "emt": LabellerEntry(user={"asap_cutoff": SettingRule(type="bool")}, max_atoms=20_000),
+        "nacl-rigid-ion": LabellerEntry(max_atoms=20_000),
         "xtb": LabellerEntry(
             max_atoms=2_000,
             user={

@@ -10,6 +10,7 @@ from mlipserve.server.models.ase_adapter import emt_model
 from mlipserve.server.models.base import ModelInfo, Potential
 from mlipserve.server.models.ensemble import Ensemble
 from mlipserve.server.models.pair import LennardJones, Morse
+from mlipserve.server.models.rigid_ion import nacl_rigid_ion
 from mlipserve.server.models.torch_potential import TorchPotential, builtin_potential
 
 # Argon-like Lennard-Jones and a copper-like Morse (Girifalco & Weizer parameters).
@@ -87,6 +88,7 @@ BUILTIN: dict[str, Callable[..., Potential]] = {
     "harmonic": harmonic,
     "double-well": double_well,
     "sevennet-0": sevennet_0,
+    "nacl-rigid-ion": nacl_rigid_ion,
 }
 DEFAULT_MODELS = (
     ("default", "emt", "lj", "lj-ensemble")

@@ -15,10 +15,15 @@ from typing import Any
 
 import torch
 
-from mlipserve.server.models.base import Potential
+from mlipserve.server.models.base import ModelInfo, Potential
+from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
+from mlipserve.server.models.torch_potential import TorchPotential
 
-NATIVE_FAMILIES: dict[str, tuple[type[torch.nn.Module], type]] = {"painn": (PaiNN, PaiNNConfig)}
+NATIVE_FAMILIES: dict[str, tuple[type[torch.nn.Module], type]] = {
+    "painn": (PaiNN, PaiNNConfig),
+    "painn-coulomb": (LongRangePaiNN, LongRangeConfig),
+}
 # Families stored as their own files: TorchScript archives, and mace-torch pickles (trusted only).
 ARCHIVE_FAMILIES = ("torchscript", "metatomic", "mace")
 SUFFIX = {"torchscript": ".pt", "metatomic": ".pt", "mace": ".model"}
@@ -35,6 +40,48 @@ def build_module(metadata: dict) -> torch.nn.Module:
         raise FamilyError(f"unknown model family {family!r}; known: {sorted(NATIVE_FAMILIES)}")
     cls, config_cls = NATIVE_FAMILIES[family]
     return cls(config_cls(**metadata["config"]))
+
+
+def native_family(module: torch.nn.Module) -> str:
+    """The family name of a native module."""
+    for name, (cls, _) in NATIVE_FAMILIES.items():
+        if type(module) is cls:
+            return name
+    raise FamilyError(f"{type(module).__name__} is not a native family")
+
+
+def serving_fields(module: torch.nn.Module) -> dict[str, Any]:
+    """ModelInfo fields a native module adds: a long-range model's charge condition and the
+    spec its request checks read."""
+    spec = getattr(module, "serving_spec", None)
+    if spec is None:
+        return {}
+    return {"condition_shapes": {"charge": ()}, "extra": {"long_range": spec()}}
+
+
+def native_potential(
+    module: torch.nn.Module,
+    name: str,
+    version: str = "0",
+    dtype: str = "float64",
+    device: str = "cpu",
+    **info: Any,
+) -> TorchPotential:
+    """A native module served without a store (tests, training reports, benchmarks)."""
+    fields = serving_fields(module)
+    model_info = ModelInfo(
+        name=name,
+        version=version,
+        kind=native_family(module),
+        cutoff=float(module.cutoff),
+        ensemble_size=module.cfg.members,
+        dtype=dtype,
+        device=device,
+        condition_shapes=fields.get("condition_shapes", {}),
+        extra=fields.get("extra", {}),
+        **info,
+    )
+    return TorchPotential(module, model_info)
 
 
 def archive_trust_reason(family: str) -> Callable[[bytes], str | None]:

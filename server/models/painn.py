@@ -231,6 +231,13 @@ class PaiNN(nn.Module):
         Positions (A, 3) are shared by all members; positions (K, A, 3) give each member
         its own copy, so that one backward pass yields every member's forces.
         """
+        s = self.scalars(graph)
+        z = graph["numbers"]
+        energies = self.readout(s).squeeze(-1) * self.scale + self.shift[z]
+        return {"energy": sum_per_system(energies, graph), "energies": energies}
+
+    def scalars(self, graph: dict) -> torch.Tensor:
+        """The final scalar features (K, A, F) of every atom (input of the readouts)."""
         i, j = graph["edge_index"]
         k = self.embedding.shape[0]  # members in this pass (see member_parameters)
         vec = edge_vectors(graph)
@@ -247,5 +254,4 @@ class PaiNN(nn.Module):
         v = None  # vector features start at zero
         for layer in self.layers:
             s, v = layer(s, v, rbf, unit, i, j, bias_cut)
-        energies = self.readout(s).squeeze(-1) * self.scale + self.shift[z]
-        return {"energy": sum_per_system(energies, graph), "energies": energies}
+        return s

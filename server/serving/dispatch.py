@@ -15,6 +15,7 @@ from mlipserve.server.serving.checks import (
     check_systems,
     closest_distance,
 )
+from mlipserve.server.serving.longrange_checks import check_long_range
 from mlipserve.server.serving.metrics import OOM_SPLITS
 from mlipserve.wire import SystemArrays
 
@@ -77,6 +78,8 @@ def make_request(
         need_volume="stress" in properties,
         cutoffs=(info.cutoff, contact),
     )
+    if "long_range" in info.extra:
+        systems = check_long_range(systems, info.extra["long_range"])
     return EvalRequest(
         systems, properties, total, contact_warnings(systems, info, limits.close_contact_fraction)
     )

@@ -45,12 +45,17 @@ def split_indices(
     return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
-def element_shifts(structures: Sequence[Atoms], max_z: int) -> np.ndarray:
-    """Least-squares reference energy per element (eV/atom) from the structures' energies."""
+def element_shifts(
+    structures: Sequence[Atoms], max_z: int, known: np.ndarray | None = None
+) -> np.ndarray:
+    """Least-squares reference energy per element (eV/atom) from the structures' energies
+    (less a `known` part of each, e.g. a fixed-charge Coulomb energy)."""
     counts = np.zeros((len(structures), max_z + 1))
     for i, atoms in enumerate(structures):
         counts[i] = np.bincount(atoms.numbers, minlength=max_z + 1)
     energies = np.array([a.calc.results["energy"] for a in structures])
+    if known is not None:
+        energies = energies - known
     present = counts.sum(0) > 0
     solution, *_ = np.linalg.lstsq(counts[:, present], energies, rcond=None)
     shifts = np.zeros(max_z + 1)
@@ -89,6 +94,8 @@ class GraphCache:
             np.abs(np.linalg.det(batch.cell)) > 1e-8
         )
         return {
+            "pbc": t(batch.pbc, torch.bool),
+            "conditions": {k: t(v) for k, v in batch.conditions.items()},
             "positions": t(batch.positions),
             "cell": t(batch.cell),
             "numbers": t(batch.numbers, torch.long),

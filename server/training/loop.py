@@ -15,6 +15,7 @@ from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlipserve.server.memory import keep_freed_memory
+from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.models.torch_potential import (
     apply_strain,
@@ -23,6 +24,7 @@ from mlipserve.server.models.torch_potential import (
     member_gradients,
     pick_device,
 )
+from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.training.data import GraphCache, element_shifts, split_indices
 from mlipserve.server.training.report import evaluate_split, write_plots
 
@@ -57,6 +59,28 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     split: dict[str, list[int]] = field(default_factory=dict)
+
+
+def new_module(config: PaiNNConfig | LongRangeConfig) -> PaiNN | LongRangePaiNN:
+    """An untrained module of the config's family."""
+    return LongRangePaiNN(config) if isinstance(config, LongRangeConfig) else PaiNN(config)
+
+
+def fixed_coulomb(module: torch.nn.Module, structures: Sequence[Atoms]) -> np.ndarray | None:
+    """The fixed-charge Coulomb energy of each structure (None: no fixed charges), so the
+    per-element shifts are fitted to the short-range remainder."""
+    if not isinstance(module, LongRangePaiNN) or module.charge_head is not None:
+        return None
+    from mlipserve.server.models.families import native_potential
+
+    head = copy.deepcopy(module).to(torch.float64)
+    with torch.no_grad():
+        for p in head.short.readout.parameters():
+            p.zero_()
+        head.short.shift.zero_()
+    provider = LocalProvider(native_potential(head, "coulomb"))
+    results = provider.evaluate(list(structures), ["energy"])
+    return np.array([r["energy"] for r in results])
 
 
 def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
@@ -99,7 +123,7 @@ def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) 
 
 def train(
     structures: Sequence[Atoms],
-    model_config: PaiNNConfig,
+    model_config: PaiNNConfig | LongRangeConfig,
     cfg: TrainConfig,
     out_dir: str | Path | None = None,
     init: PaiNN | None = None,
@@ -117,10 +141,11 @@ def train(
     train_idx, val_idx, test_idx = split_indices(len(structures), cfg.split, cfg.seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ValueError("the split leaves no training or validation structure")
-    module = copy.deepcopy(init) if init is not None else PaiNN(model_config)
+    module = copy.deepcopy(init) if init is not None else new_module(model_config)
     module.upgrade()  # a warm start from architecture-1 weights trains the current one
     if init is None:
-        shifts = element_shifts([structures[i] for i in train_idx], model_config.max_z)
+        fitted = [structures[i] for i in train_idx]
+        shifts = element_shifts(fitted, model_config.max_z, fixed_coulomb(module, fitted))
         module.shift.copy_(torch.tensor(shifts))
     module = module.to(device=device, dtype=dtype).train()
     k = module.cfg.members
@@ -128,7 +153,7 @@ def train(
     weights = (
         rng.multinomial(n, np.full(n, 1 / n), size=k) if cfg.bootstrap else np.ones((k, n))
     ).astype(float)
-    cache = GraphCache(structures, module.cfg.cutoff)
+    cache = GraphCache(structures, module.cutoff)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)

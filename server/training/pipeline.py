@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ase import Atoms
 
+from mlipserve.server.models.families import native_family
+from mlipserve.server.models.longrange import LongRangeConfig
 from mlipserve.server.models.painn import PaiNNConfig
 from mlipserve.server.serving.checks import closest_distance
 from mlipserve.server.store import ModelStore
@@ -25,6 +27,9 @@ class Architecture:
     features: int = 32
     layers: int = 2
     cutoff: float = 5.0
+    # LongRangeConfig's charge fields (charges, element_charges, coulomb_cutoff, accuracy,
+    # method): a short-range PaiNN plus Coulomb; None: short-range only
+    long_range: dict | None = None
 
 
 def structures_sha256(structures: Sequence[Atoms]) -> str:
@@ -65,27 +70,31 @@ def train_version(
             f"data has element Z={max(elements)} beyond the parent's max_z "
             f"{init.cfg.max_z}; train a new model instead of warm-starting"
         )
-    config = PaiNNConfig(
-        cutoff=arch.cutoff,
-        features=arch.features,
-        layers=arch.layers,
-        members=arch.members,
-        max_z=max_z,
+    sizes = {
+        "cutoff": arch.cutoff,
+        "features": arch.features,
+        "layers": arch.layers,
+        "members": arch.members,
+        "max_z": max_z,
+    }
+    config: PaiNNConfig | LongRangeConfig = (
+        LongRangeConfig(**sizes, **arch.long_range) if arch.long_range else PaiNNConfig(**sizes)
     )
     result = train(structures, config, train_cfg, out_dir=report_dir, init=init, progress=progress)
     metrics = {"test_split": result.metrics}
     for key, extra in (extra_sets or {}).items():
         metrics[key] = evaluate_split(result.module, extra)
-    shortest = [closest_distance(SystemArrays.from_atoms(a), arch.cutoff) for a in structures]
+    cutoff = float(result.module.cutoff)
+    shortest = [closest_distance(SystemArrays.from_atoms(a), cutoff) for a in structures]
     parent_elements = store.metadata(name, warm_start).get("elements", []) if warm_start else []
     version = store.save(
         name,
         result.module,
         {
             "min_distance": min((d for d in shortest if d is not None), default=0.0),
-            "family": "painn",
+            "family": native_family(result.module),
             "config": result.module.cfg.to_dict(),
-            "cutoff": arch.cutoff,
+            "cutoff": cutoff,
             "elements": sorted(set(elements) | set(parent_elements)),
             "ensemble_size": arch.members,
             "dtype": "float32",

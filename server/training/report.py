@@ -9,24 +9,14 @@ import numpy as np
 from ase import Atoms
 from scipy.stats import spearmanr
 
-from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.models.families import native_potential
 from mlipserve.server.models.painn import PaiNN
-from mlipserve.server.models.torch_potential import TorchPotential
 from mlipserve.server.serving.local import LocalProvider
 
 
 def as_provider(module: PaiNN) -> LocalProvider:
     """The module behind the serving path (float64, CPU) for evaluation."""
-    info = ModelInfo(
-        name="candidate",
-        version="eval",
-        kind="painn",
-        cutoff=module.cfg.cutoff,
-        ensemble_size=module.cfg.members,
-        dtype="float64",
-        device="cpu",
-    )
-    return LocalProvider(TorchPotential(module, info))
+    return LocalProvider(native_potential(module, "candidate", "eval"))
 
 
 def evaluate_split(module: PaiNN, structures: Sequence[Atoms]) -> dict:

@@ -32,7 +32,7 @@ def test_factory_refuses_an_import_path_that_is_not_a_calculator(tmp_path):
 
 def test_default_policy_enables_builtins_only(tmp_path):
     policy = load_policy(tmp_path)  # no file: the defaults
-    assert sorted(policy.labellers) == ["emt", "pyscf", "xtb"]
+    assert sorted(policy.labellers) == ["emt", "nacl-rigid-ion", "pyscf", "xtb"]
     with pytest.raises(PolicyError, match=r"params.labeller 'ase:subprocess.Popen' is not enabled"):
         policy.make(POPEN, {"args": ["true"]})
     with pytest.raises(PolicyError, match="not enabled"):
@@ -122,6 +122,7 @@ def test_operator_enables_an_import_path_with_the_cli(tmp_path):
     assert sorted(policy.labellers) == [
         "ase:ase.calculators.lj.LennardJones",
         "emt",
+        "nacl-rigid-ion",
         "pyscf",
         "xtb",
     ]
