@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mlipserve.cli import (
+    conductivity,
     datasets,
     evaluate,
     health,
@@ -65,6 +66,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(labellers.app, name="labellers")
+props.app.command("conductivity")(conductivity.conductivity)
 app.add_typer(props.app, name="props")
 app.command("md")(md.md)
 app.command("pimd")(md.pimd)

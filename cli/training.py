@@ -10,6 +10,7 @@ from ase.data import atomic_numbers
 from rich.table import Table
 
 from mlipserve.cli.options import console
+from mlipserve.cli.workflow import parse_charges
 
 
 def make_data(
@@ -136,13 +137,5 @@ def long_range_options(
     spec: dict = {"coulomb_cutoff": cutoff, "accuracy": accuracy, "method": method}
     if charges == "predicted":
         return {**spec, "charges": "predicted"}
-    table = {}
-    for item in charges.split(","):
-        symbol, _, value = item.partition("=")
-        try:
-            table[str(atomic_numbers[symbol.strip()])] = float(value)
-        except (KeyError, ValueError):
-            raise typer.BadParameter(
-                f"--charges: {item!r} is not SYMBOL=CHARGE (e.g. 'Na=1,Cl=-1') or 'predicted'"
-            ) from None
+    table = {str(atomic_numbers[k]): v for k, v in parse_charges(charges).items()}
     return {**spec, "charges": "fixed", "element_charges": table}

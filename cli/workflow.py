@@ -119,6 +119,24 @@ def trust(remote: Any, atoms: Any, prov: dict) -> dict[str, Any]:
     return out
 
 
+def parse_charges(text: str, option: str = "--charges") -> dict[str, float]:
+    """'Na=1,Cl=-1' as {"Na": 1.0, "Cl": -1.0}; typer.BadParameter naming the bad item."""
+    from ase.data import atomic_numbers
+
+    table = {}
+    for item in text.split(","):
+        symbol, _, value = item.partition("=")
+        try:
+            if symbol.strip() not in atomic_numbers:
+                raise ValueError
+            table[symbol.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{option}: {item!r} is not SYMBOL=CHARGE (e.g. 'Na=1,Cl=-1')"
+            ) from None
+    return table
+
+
 def first_replica(arrays: dict[str, Any]) -> dict[str, Any]:
     """A log's (T,) series of replica 0, from its (T, R) and (T,) arrays."""
     return {k: v[:, 0] if v.ndim == 2 else v for k, v in arrays.items()}
