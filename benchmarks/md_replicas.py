@@ -56,12 +56,16 @@ def integrator():
     return langevin_baoab(5 * units.fs, TEMPERATURE, 0.01 / units.fs)
 
 
-def batched(address: str, images: list, steps: int, warmup: int) -> tuple[float, np.ndarray, list]:
+def batched(
+    address: str, images: list, steps: int, warmup: int, model: str = "lj", make=integrator,
+    temperature: float = TEMPERATURE,
+) -> tuple[float, np.ndarray, list]:  # fmt: skip
+    """One client, one MD over every replica: (seconds, final positions, batch sizes)."""
     sizes: list[tuple[int, float]] = []
-    provider = RemoteProvider(address, "lj")
+    provider = RemoteProvider(address, model)
     try:
-        state = MDState.from_atoms(images, TEMPERATURE, seeds=range(len(images)))
-        md = MolecularDynamics(BatchCounter(provider, sizes), state, integrator())
+        state = MDState.from_atoms(images, temperature, seeds=range(len(images)))
+        md = MolecularDynamics(BatchCounter(provider, sizes), state, make())
         md.run(warmup)
         sizes.clear()
         t0 = time.perf_counter()
@@ -72,7 +76,11 @@ def batched(address: str, images: list, steps: int, warmup: int) -> tuple[float,
     return elapsed, md.state.positions.copy(), sizes
 
 
-def separate(address: str, images: list, steps: int, warmup: int) -> tuple[float, np.ndarray, list]:
+def separate(
+    address: str, images: list, steps: int, warmup: int, model: str = "lj", make=integrator,
+    temperature: float = TEMPERATURE,
+) -> tuple[float, np.ndarray, list]:  # fmt: skip
+    """A client (thread, stream) per replica: (seconds, final positions, batch sizes)."""
     n = len(images)
     sizes: list[tuple[int, float]] = []
     ready = threading.Barrier(n + 1)
@@ -80,10 +88,10 @@ def separate(address: str, images: list, steps: int, warmup: int) -> tuple[float
     errors: list[BaseException] = []
 
     def worker(r: int) -> None:
-        provider = RemoteProvider(address, "lj")
+        provider = RemoteProvider(address, model)
         try:
-            state = MDState.from_atoms(images[r], TEMPERATURE, seeds=r)
-            md = MolecularDynamics(BatchCounter(provider, sizes), state, integrator())
+            state = MDState.from_atoms(images[r], temperature, seeds=r)
+            md = MolecularDynamics(BatchCounter(provider, sizes), state, make())
             md.run(warmup)
             ready.wait()
             ready.wait()  # the clock starts

@@ -24,7 +24,6 @@ from mlipserve.server.models.torch_potential import (
     member_gradients,
     pick_device,
 )
-from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.training.data import GraphCache, element_shifts, split_indices
 from mlipserve.server.training.report import evaluate_split, write_plots
 
@@ -66,21 +65,10 @@ def new_module(config: PaiNNConfig | LongRangeConfig) -> PaiNN | LongRangePaiNN:
     return LongRangePaiNN(config) if isinstance(config, LongRangeConfig) else PaiNN(config)
 
 
-def fixed_coulomb(module: torch.nn.Module, structures: Sequence[Atoms]) -> np.ndarray | None:
-    """The fixed-charge Coulomb energy of each structure (None: no fixed charges), so the
-    per-element shifts are fitted to the short-range remainder."""
-    if not isinstance(module, LongRangePaiNN) or module.charge_head is not None:
-        return None
-    from mlipserve.server.models.families import native_potential
-
-    head = copy.deepcopy(module).to(torch.float64)
-    with torch.no_grad():
-        for p in head.short.readout.parameters():
-            p.zero_()
-        head.short.shift.zero_()
-    provider = LocalProvider(native_potential(head, "coulomb"))
-    results = provider.evaluate(list(structures), ["energy"])
-    return np.array([r["energy"] for r in results])
+def has_fixed_charges(model: object) -> bool:
+    """A fixed-charge long-range config or module."""
+    cfg = getattr(model, "cfg", model)
+    return isinstance(cfg, LongRangeConfig) and cfg.charges == "fixed"
 
 
 def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
@@ -129,9 +117,17 @@ def train(
     init: PaiNN | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or, given `init`, warm-start) an ensemble; evaluate on the held-out test split."""
+    """Train (or, given `init`, warm-start) an ensemble; evaluate on the held-out test split.
+
+    A fixed-charge long-range model trains its short-range part on the labels less the
+    (parameter-free) Coulomb term: the same loss, without differentiating Ewald twice.
+    """
     if len(structures) < 3:
         raise ValueError("training needs at least 3 labelled structures")
+    if has_fixed_charges(init if init is not None else model_config):
+        from mlipserve.server.training.residual import train_fixed_charges
+
+        return train_fixed_charges(structures, model_config, cfg, out_dir, init, progress)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device(None if cfg.device == "auto" else cfg.device)
@@ -145,7 +141,7 @@ def train(
     module.upgrade()  # a warm start from architecture-1 weights trains the current one
     if init is None:
         fitted = [structures[i] for i in train_idx]
-        shifts = element_shifts(fitted, model_config.max_z, fixed_coulomb(module, fitted))
+        shifts = element_shifts(fitted, model_config.max_z)
         module.shift.copy_(torch.tensor(shifts))
     module = module.to(device=device, dtype=dtype).train()
     k = module.cfg.members
@@ -229,21 +225,28 @@ def train(
         split={"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist()},
     )
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        result.files = write_plots(module, [structures[i] for i in test_idx], history, out)
-        (out / "metrics.json").write_text(
-            json.dumps(
-                {
-                    "metrics": metrics,
-                    "train_config": asdict(cfg),
-                    "model_config": module.cfg.to_dict(),
-                },
-                indent=2,
-            )
-        )
-        result.files["metrics"] = str(out / "metrics.json")
+        write_report(result, [structures[i] for i in test_idx], cfg, out_dir)
     return result
+
+
+def write_report(
+    result: TrainResult, test: Sequence[Atoms], cfg: TrainConfig, out_dir: str | Path
+) -> None:
+    """Plots of the test split and metrics.json into `out_dir` (paths in result.files)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result.files = write_plots(result.module, list(test), result.history, out)
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "metrics": result.metrics,
+                "train_config": asdict(cfg),
+                "model_config": result.module.cfg.to_dict(),
+            },
+            indent=2,
+        )
+    )
+    result.files["metrics"] = str(out / "metrics.json")
 
 
 def validation_loss(module, cache, val_idx, cfg, dtype, device) -> float:

@@ -131,7 +131,7 @@ def pair_errors(provider: LocalProvider, reference: LocalProvider) -> dict:
     }
 
 
-def main(out: str = "build/longrange", epochs: int = 60) -> dict:
+def main(out: str = "build/longrange", epochs: int = 150) -> dict:
     """Build the data, train with and without the long-range term, store both, compare."""
     from mlipserve.server.store import METADATA, ModelStore
     from mlipserve.server.training.loop import TrainConfig
@@ -143,7 +143,7 @@ def main(out: str = "build/longrange", epochs: int = 60) -> dict:
     test_set = dataset(1, n_crystal=8, n_melt=16, n_cluster=8)
     store = ModelStore(root / "store")
     reference = LocalProvider(nacl_rigid_ion(device="cpu"))
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, patience=20, stress_weight=0.0)
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, patience=30, stress_weight=0.0)
     sizes = {"members": 4, "features": 16, "layers": 2, "cutoff": 5.0}
     report = {}
     for name, long_range in (
