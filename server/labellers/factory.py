@@ -68,7 +68,7 @@ def make_labeller(name: str, **settings: Any) -> Labeller:
         EMT(**settings)
         return CalculatorLabeller("emt", lambda: EMT(**settings), package_version("ase"), settings)
     if name == "nacl-rigid-ion":
-        from mlipserve.server.models.rigid_ion import RigidIonCalculator
+        from mlipserve.server.labellers.rigid_ion import RigidIonCalculator
 
         if settings:
             raise ValueError(f"labeller 'nacl-rigid-ion' takes no settings, got {sorted(settings)}")
