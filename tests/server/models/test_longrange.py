@@ -23,13 +23,15 @@ MADELUNG = {"nacl": 1.747564594633, "cscl": 1.762674773070, "zincblende": 1.6380
 NACL = {"11": 1.0, "17": -1.0}
 
 
-def model(charges="fixed", dtype="float64", biased=True, accuracy=1e-6, coulomb_cutoff=5.0):
+def model(
+    charges="fixed", dtype="float64", biased=True, accuracy=1e-6, coulomb_cutoff=5.0, method="ewald"
+):
     """A tiny two-member long-range ensemble; `biased`: every bias drawn from N(0, 1)."""
     torch.manual_seed(0)
     cfg = LongRangeConfig(
         cutoff=4.0, features=8, radial=6, layers=2, members=2, max_z=55, charges=charges,
         element_charges=NACL | {"55": 1.0, "30": 1.0, "16": -1.0} if charges == "fixed" else {},
-        coulomb_cutoff=coulomb_cutoff, accuracy=accuracy,
+        coulomb_cutoff=coulomb_cutoff, accuracy=accuracy, method=method,
     )  # fmt: skip
     module = LongRangePaiNN(cfg)
     generator = torch.Generator().manual_seed(5)
@@ -40,9 +42,9 @@ def model(charges="fixed", dtype="float64", biased=True, accuracy=1e-6, coulomb_
     return LocalProvider(native_potential(module, "lr", dtype=dtype))
 
 
-def pure_coulomb(accuracy: float, cutoff: float = 6.0) -> LocalProvider:
+def pure_coulomb(accuracy: float, cutoff: float = 6.0, method: str = "ewald") -> LocalProvider:
     """Fixed ±1 charges and no short-range energy at all."""
-    provider = model(accuracy=accuracy, coulomb_cutoff=cutoff)
+    provider = model(accuracy=accuracy, coulomb_cutoff=cutoff, method=method)
     module = provider.model.module
     with torch.no_grad():
         for p in module.short.readout.parameters():
@@ -85,6 +87,12 @@ def test_energy_converges_as_the_pinned_accuracy_says():
     # a shorter real-space cutoff at the same accuracy: same energy within it
     short = madelung(pure_coulomb(1e-7, cutoff=4.0), atoms)
     assert abs(short - MADELUNG["cscl"]) / MADELUNG["cscl"] < 1e-7
+
+
+def test_pme_meets_the_pinned_accuracy_on_1000_ions():
+    atoms = bulk("NaCl", "rocksalt", a=5.6, cubic=True) * (5, 5, 5)
+    value = madelung(pure_coulomb(1e-6, cutoff=8.0, method="pme"), atoms)
+    assert abs(value - MADELUNG["nacl"]) / MADELUNG["nacl"] < 1e-6, value
 
 
 def test_stress_of_a_coulomb_lattice_is_minus_energy_over_3v():
