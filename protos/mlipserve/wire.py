@@ -26,6 +26,9 @@ PROPERTY_NAMES: dict[str, pb.Property] = {
     "energy_std": pb.UNCERTAINTY,
     "forces_std": pb.UNCERTAINTY,
     "max_force_std": pb.UNCERTAINTY,
+    "dipole": pb.DIPOLE,
+    "born_charges": pb.BORN_CHARGES,
+    "charges": pb.CHARGES,
 }
 PROPERTY_BY_ENUM: dict[int, str] = {
     pb.ENERGY: "energy",
@@ -33,6 +36,9 @@ PROPERTY_BY_ENUM: dict[int, str] = {
     pb.STRESS: "stress",
     pb.ENERGIES: "energies",
     pb.UNCERTAINTY: "uncertainty",
+    pb.DIPOLE: "dipole",
+    pb.BORN_CHARGES: "born_charges",
+    pb.CHARGES: "charges",
 }
 
 
@@ -86,10 +92,10 @@ def decode_array(
 
 
 def conditions_from_info(info: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The per-system conditions an ase.Atoms carries in `info`: `charge`, `spin`, and the
-    `conditions` mapping."""
+    """The per-system conditions an ase.Atoms carries in `info`: `charge`, `spin`,
+    `external_field` (V/Å), `fermi_level` (eV), and the `conditions` mapping."""
     conditions: dict[str, np.ndarray] = {}
-    for key in ("charge", "spin"):
+    for key in ("charge", "spin", "external_field", "fermi_level"):
         if key in info:
             conditions[key] = np.asarray(info[key], dtype=float)
     for key, value in dict(info.get("conditions", {})).items():
@@ -179,7 +185,7 @@ def property_enums(properties: str | Iterable[str]) -> list[pb.Property]:
     return out
 
 
-RESULT_ARRAYS = ("forces", "stress", "energies", "forces_std")
+RESULT_ARRAYS = ("forces", "stress", "energies", "forces_std", "dipole", "born_charges", "charges")
 
 
 def encode_result(res: Mapping[str, Any]) -> pb.SystemResult:
@@ -267,6 +273,7 @@ def encode_model_info(entry: Mapping[str, Any]) -> pb.ModelInfo:
         device=entry["device"],
         is_default=bool(entry["is_default"]),
         sha256=str(entry.get("sha256", "")),
+        accepted_conditions=list(entry.get("accepted_conditions", ())),
     )
 
 
@@ -285,4 +292,5 @@ def decode_model_info(msg: pb.ModelInfo) -> dict[str, Any]:
         "device": msg.device,
         "is_default": msg.is_default,
         "sha256": msg.sha256,
+        "accepted_conditions": list(msg.accepted_conditions),
     }

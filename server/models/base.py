@@ -18,7 +18,11 @@ def description_hash(entry: dict) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
 
 
-ALL_PROPERTIES = ("energy", "forces", "stress", "energies", "uncertainty")
+ALL_PROPERTIES = (
+    "energy", "forces", "stress", "energies", "uncertainty", "dipole", "born_charges", "charges",
+)  # fmt: skip
+# The conditions with fixed names and units (PolarMACE's convention): shape per system
+STANDARD_CONDITIONS = {"external_field": (3,), "fermi_level": (), "charge": (), "spin": ()}
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ModelInfo:
             "dtype": self.dtype,
             "device": self.device,
             "is_default": is_default,
+            "accepted_conditions": sorted(set(self.conditions) | set(self.condition_shapes)),
         }
         entry["sha256"] = self.sha256 or description_hash(entry)
         return entry

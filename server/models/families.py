@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mlipserve.server.models.base import ModelInfo, Potential
+from mlipserve.server.models.field import FIELD_CONDITIONS, FieldConfig, FieldPaiNN
 from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.models.torch_potential import TorchPotential
@@ -23,6 +24,7 @@ from mlipserve.server.models.torch_potential import TorchPotential
 NATIVE_FAMILIES: dict[str, tuple[type[torch.nn.Module], type]] = {
     "painn": (PaiNN, PaiNNConfig),
     "painn-coulomb": (LongRangePaiNN, LongRangeConfig),
+    "painn-field": (FieldPaiNN, FieldConfig),
 }
 # Families stored as their own files: TorchScript archives, and mace-torch pickles (trusted only).
 ARCHIVE_FAMILIES = ("torchscript", "metatomic", "mace")
@@ -56,6 +58,8 @@ def serving_fields(module: torch.nn.Module) -> dict[str, Any]:
     spec = getattr(module, "serving_spec", None)
     if spec is None:
         return {}
+    if isinstance(module, FieldPaiNN):
+        return {"condition_shapes": dict(FIELD_CONDITIONS), "extra": {"field": spec()}}
     return {"condition_shapes": {"charge": ()}, "extra": {"long_range": spec()}}
 
 

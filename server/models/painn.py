@@ -238,6 +238,10 @@ class PaiNN(nn.Module):
 
     def scalars(self, graph: dict) -> torch.Tensor:
         """The final scalar features (K, A, F) of every atom (input of the readouts)."""
+        return self.features(graph)[0]
+
+    def features(self, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final scalar (K, A, F) and vector (K, A, 3, F) features of every atom."""
         i, j = graph["edge_index"]
         k = self.embedding.shape[0]  # members in this pass (see member_parameters)
         vec = edge_vectors(graph)
@@ -254,4 +258,6 @@ class PaiNN(nn.Module):
         v = None  # vector features start at zero
         for layer in self.layers:
             s, v = layer(s, v, rbf, unit, i, j, bias_cut)
-        return s
+        if v is None:  # no layer: vector features are zero
+            v = s.new_zeros(s.shape[0], s.shape[1], 3, s.shape[2])
+        return s, v

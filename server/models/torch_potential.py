@@ -16,6 +16,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.models.batch import SystemBatch
+from mlipserve.server.models.field_response import RESPONSE, field_leaf, member_responses
 from mlipserve.server.models.neighbors import batch_neighbors
 
 
@@ -164,6 +165,10 @@ class TorchPotential:
         props = ("energy", "forces", "stress", "energies")
         if info.ensemble_size:
             props = props + ("uncertainty",)
+        if getattr(module, "field_response", False):
+            props = props + ("dipole", "born_charges", "charges")
+        elif getattr(module, "charge_head", None) is not None or hasattr(module, "element_charge"):
+            props = props + ("charges",)
         self.info = ModelInfo(**{**info.__dict__, "device": str(self.device), "properties": props})
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -191,8 +196,11 @@ class TorchPotential:
             )
         positions, cell = self._tensor(batch.positions), self._tensor(batch.cell)
         passes = [self._members_pass(graph, positions, cell, properties, chunk) for chunk in chunks]
-        parts = [None if p[0] is None else torch.cat(p) for p in zip(*passes)]
-        return self._collect(batch, properties, *parts)
+        parts = {
+            key: None if passes[0][key] is None else torch.cat([p[key] for p in passes])
+            for key in passes[0]
+        }
+        return self._collect(batch, properties, parts)
 
     def _members_pass(
         self,
@@ -202,9 +210,11 @@ class TorchPotential:
         properties: frozenset[str],
         chunk: tuple[int, int] | None,
     ):
-        """Energies (k, S), per-atom energies (k, A), forces (k, A, 3) and virials
-        (k, S, 3, 3) of the members in `chunk` (all members when None)."""
-        need_forces = "forces" in properties
+        """Energies (k, S), per-atom energies and charges (k, A), forces (k, A, 3), virials
+        (k, S, 3, 3), dipoles (k, S, 3) and Born charges (k, A, 3, 3) of the members in
+        `chunk` (all members when None); None where not asked for or not offered."""
+        response = properties & RESPONSE and getattr(self.module, "field_response", False)
+        need_forces = "forces" in properties or bool(response)
         need_stress = "stress" in properties
         if chunk is None:
             call, k = self.module, geometry_members(self.module)
@@ -222,30 +232,50 @@ class TorchPotential:
                 )
             else:
                 eff_positions, eff_cell = positions, cell
-            out = call({**graph, "positions": eff_positions, "cell": eff_cell})
+            inputs = {**graph, "positions": eff_positions, "cell": eff_cell}
+            dipole_k = born_k = None
+            if response:
+                inputs, field = field_leaf(inputs, graph["n_systems"], positions)
+            out = call(inputs)
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
-            forces_k, virial_k = member_gradients(
-                members, positions if need_forces else None, strain, per_member=per_member
-            )
-        per_atom = out.get("energies")  # absent for per-system models
-        if per_atom is not None:
-            per_atom = (per_atom if per_atom.dim() == 2 else per_atom.unsqueeze(0)).detach()
-        return members.detach(), per_atom, forces_k, virial_k
+            if response:
+                forces_k, virial_k, dipole_k, born_k = member_responses(
+                    members, positions, strain, field, "born_charges" in properties
+                )
+            else:
+                forces_k, virial_k = member_gradients(
+                    members, positions if need_forces else None, strain, per_member=per_member
+                )
 
-    def _collect(
-        self, batch, properties, members, atom_energies_k, forces_k, virial_k
-    ) -> dict[str, np.ndarray]:
+        def members_axis(key: str) -> torch.Tensor | None:
+            value = out.get(key)  # absent for per-system models / models without charges
+            if value is None:
+                return None
+            return (value if value.dim() == 2 else value.unsqueeze(0)).detach()
+
+        return {
+            "energy": members.detach(),
+            "energies": members_axis("energies"),
+            "charges": members_axis("charges"),
+            "forces": forces_k,
+            "virial": virial_k,
+            "dipole": dipole_k,
+            "born_charges": born_k,
+        }
+
+    def _collect(self, batch, properties, parts: dict) -> dict[str, np.ndarray]:
         def np64(t: torch.Tensor) -> np.ndarray:
             return t.detach().to("cpu", torch.float64).numpy()
 
-        energies_k = np64(members)
+        energies_k = np64(parts["energy"])
+        forces_k, virial_k = parts["forces"], parts["virial"]
         result: dict[str, np.ndarray] = {"energy": energies_k.mean(0)}
         ensemble = self.info.ensemble_size > 0
         uncertainty = ensemble and "uncertainty" in properties
         if uncertainty:
             result["energy_std"] = energies_k.std(0)
-        if forces_k is not None:
+        if forces_k is not None and "forces" in properties:
             f = np64(forces_k)
             result["forces"] = f.mean(0)
             if uncertainty:
@@ -257,7 +287,10 @@ class TorchPotential:
             stress = np64(virial_k).mean(0) / volume[:, None, None]
             result["stress"] = full_3x3_to_voigt_6_stress(stress)
         if "energies" in properties:
-            result["energies"] = np64(atom_energies_k.mean(0))
+            result["energies"] = np64(parts["energies"].mean(0))
+        for key in ("dipole", "born_charges", "charges"):
+            if key in properties and parts.get(key) is not None:
+                result[key] = np64(parts[key]).mean(0)
         return result
 
 

@@ -134,6 +134,7 @@ def _conditions(
         kept = {}
         for key, value in given.items():
             if key not in shapes and key not in needed:
+                _unusable(i, key, value)
                 continue
             want = tuple(shapes.get(key, ()))
             value = np.asarray(value)
@@ -148,6 +149,16 @@ def _conditions(
         if len(kept) != len(given):
             out[i] = replace(system, conditions=kept)
     return out
+
+
+def _unusable(i: int, key: str, value: object) -> None:
+    """A field or an electron chemical potential the model cannot use changes the physics
+    the caller asked for: refused, not dropped (charge and spin of other models are dropped)."""
+    if key == "fermi_level" or (key == "external_field" and np.any(np.asarray(value) != 0)):
+        raise InvalidInput(
+            f"systems[{i}].conditions[{key!r}]: this model does not accept {key!r} "
+            "(ListModels says which conditions a model accepts)"
+        )
 
 
 def check_systems(

@@ -15,11 +15,12 @@ from mlipserve.server.serving.checks import (
     check_systems,
     closest_distance,
 )
+from mlipserve.server.serving.field_checks import check_field
 from mlipserve.server.serving.longrange_checks import check_long_range
 from mlipserve.server.serving.metrics import OOM_SPLITS
 from mlipserve.wire import SystemArrays
 
-ATOM_KEYS = ("forces", "energies", "forces_std")
+ATOM_KEYS = ("forces", "energies", "forces_std", "born_charges", "charges")
 SYSTEM_KEYS = ("energy", "stress", "energy_std", "max_force_std")
 
 
@@ -80,14 +81,20 @@ def make_request(
     )
     if "long_range" in info.extra:
         systems = check_long_range(systems, info.extra["long_range"])
-    return EvalRequest(
-        systems, properties, total, contact_warnings(systems, info, limits.close_contact_fraction)
-    )
+    warnings = contact_warnings(systems, info, limits.close_contact_fraction)
+    if "field" in info.extra:
+        systems, flags = check_field(systems, info.extra["field"])
+        warnings = tuple(
+            a + b for a, b in zip(warnings or ((),) * len(systems), flags, strict=True)
+        )
+    return EvalRequest(systems, properties, total, warnings)
 
 
 def result_keys(properties: frozenset[str]) -> set[str]:
     """Result keys a request receives for its properties."""
-    keys = {"energy"} | (properties & {"forces", "stress", "energies"})
+    keys = {"energy"} | (
+        properties & {"forces", "stress", "energies", "dipole", "born_charges", "charges"}
+    )
     if "uncertainty" in properties:
         keys |= {"energy_std"}
         if "forces" in properties:

@@ -15,12 +15,18 @@ class Property(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STRESS: _ClassVar[Property]
     ENERGIES: _ClassVar[Property]
     UNCERTAINTY: _ClassVar[Property]
+    DIPOLE: _ClassVar[Property]
+    BORN_CHARGES: _ClassVar[Property]
+    CHARGES: _ClassVar[Property]
 PROPERTY_UNSPECIFIED: Property
 ENERGY: Property
 FORCES: Property
 STRESS: Property
 ENERGIES: Property
 UNCERTAINTY: Property
+DIPOLE: Property
+BORN_CHARGES: Property
+CHARGES: Property
 
 class Array(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -70,7 +76,7 @@ class EvaluateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class SystemResult(_message.Message):
-    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings")
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges")
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     FORCES_FIELD_NUMBER: _ClassVar[int]
     STRESS_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +85,9 @@ class SystemResult(_message.Message):
     FORCES_STD_FIELD_NUMBER: _ClassVar[int]
     MAX_FORCE_STD_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    DIPOLE_FIELD_NUMBER: _ClassVar[int]
+    BORN_CHARGES_FIELD_NUMBER: _ClassVar[int]
+    CHARGES_FIELD_NUMBER: _ClassVar[int]
     energy: float
     forces: Array
     stress: Array
@@ -87,7 +96,10 @@ class SystemResult(_message.Message):
     forces_std: Array
     max_force_std: float
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    dipole: Array
+    born_charges: Array
+    charges: Array
+    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class BatchInfo(_message.Message):
     __slots__ = ("requests", "systems", "atoms", "queue_wait_s", "compute_s")
@@ -134,7 +146,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default", "sha256")
+    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default", "sha256", "accepted_conditions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +159,7 @@ class ModelInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     kind: str
@@ -159,7 +172,8 @@ class ModelInfo(_message.Message):
     device: str
     is_default: bool
     sha256: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...
+    accepted_conditions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ..., accepted_conditions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

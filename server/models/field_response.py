@@ -1,0 +1,57 @@
+"""Response to the external field by autograd: dipole −∂F/∂E and Born charges ∂F_i/∂E.
+
+With F(R, E) a member's electric enthalpy, the dipole is μ = −∂F/∂E (per system) and the
+Born charges Z*_i,ab = ∂F_i,b/∂E_a = −∂²F/∂E_a∂r_i,b = ∂μ_a/∂r_i,b: one backward pass for
+forces, stress and dipole together, then three (one per field component) through the
+dipole for the Born charges.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FIELD = "external_field"
+RESPONSE = frozenset({"dipole", "born_charges"})
+
+
+def field_leaf(graph: dict, n_systems: int, like: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The graph with its field (S, 3) replaced by a leaf that requires grad (0 if absent)."""
+    conditions = dict(graph.get("conditions", {}))
+    field = conditions.get(FIELD)
+    field = like.new_zeros(n_systems, 3) if field is None else field.reshape(n_systems, 3)
+    field = field.detach().clone().requires_grad_(True)
+    conditions[FIELD] = field
+    return {**graph, "conditions": conditions}, field
+
+
+def member_responses(
+    members: torch.Tensor,
+    positions: torch.Tensor,
+    strain: torch.Tensor | None,
+    field: torch.Tensor,
+    born: bool,
+):
+    """Per member k of energies (K, S) on shared geometry: forces (K, A, 3), virial
+    (K, S, 3, 3) or None, dipole (K, S, 3), Born charges (K, A, 3, 3) or None."""
+    forces, virials, dipoles, borns = [], [], [], []
+    inputs = [positions, field] + ([strain] if strain is not None else [])
+    k_total = members.shape[0]
+    for k in range(k_total):
+        grads = torch.autograd.grad(members[k].sum(), inputs, create_graph=born, retain_graph=True)
+        forces.append(-grads[0].detach())
+        dipole = -grads[1]
+        dipoles.append(dipole.detach())
+        if strain is not None:
+            virials.append(grads[2].detach())
+        if born:
+            rows = [
+                torch.autograd.grad(dipole[:, a].sum(), positions, retain_graph=True)[0]
+                for a in range(3)
+            ]
+            borns.append(torch.stack(rows, dim=1))  # (A, a, b) = ∂μ_a/∂r_b
+    return (
+        torch.stack(forces),
+        torch.stack(virials) if virials else None,
+        torch.stack(dipoles),
+        torch.stack(borns) if borns else None,
+    )
