@@ -25,7 +25,10 @@ from mlipserve.client.client import Client, StreamSession
 from mlipserve.client.errors import TrustWarning
 from mlipserve.wire import conditions_from_info
 
-ASE_PROPERTIES = ("energy", "free_energy", "energies", "forces", "stress")  # EMT's order
+# EMT's order, then what field-conditioned models add (ASE's "dipole" and "charges")
+ASE_PROPERTIES = (
+    "energy", "free_energy", "energies", "forces", "stress", "dipole", "charges", "born_charges",
+)  # fmt: skip
 EXTRAS = ("model", "model_version", "energy_std", "forces_std", "max_force_std", "warnings")
 
 
@@ -116,7 +119,7 @@ class RemoteCalculator(Calculator):
                 symbols = [chemical_symbols[z] for z in unknown]
                 raise NotImplementedError(f"model {info['name']!r} has no parameters for {symbols}")
         wanted = {"energy", "forces"} | {p for p in properties if p != "free_energy"}
-        wanted |= {"energies"} & offered  # per-atom energies come with the energy
+        wanted |= {"energies", "charges"} & offered  # they come with the energy
         if "stress" in offered and has_volume(atoms):
             wanted.add("stress")  # one more backward pass, not another round trip
         if self.uncertainty and "uncertainty" in offered:
