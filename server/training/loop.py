@@ -15,6 +15,7 @@ from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlipserve.server.memory import keep_freed_memory
+from mlipserve.server.models.field import FieldConfig, FieldPaiNN
 from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.models.torch_potential import (
@@ -60,9 +61,13 @@ class TrainResult:
     split: dict[str, list[int]] = field(default_factory=dict)
 
 
-def new_module(config: PaiNNConfig | LongRangeConfig) -> PaiNN | LongRangePaiNN:
+def new_module(config: PaiNNConfig | LongRangeConfig | FieldConfig) -> torch.nn.Module:
     """An untrained module of the config's family."""
-    return LongRangePaiNN(config) if isinstance(config, LongRangeConfig) else PaiNN(config)
+    if isinstance(config, LongRangeConfig):
+        return LongRangePaiNN(config)
+    if isinstance(config, FieldConfig):
+        return FieldPaiNN(config)
+    return PaiNN(config)
 
 
 def has_fixed_charges(model: object) -> bool:
@@ -111,7 +116,7 @@ def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) 
 
 def train(
     structures: Sequence[Atoms],
-    model_config: PaiNNConfig | LongRangeConfig,
+    model_config: PaiNNConfig | LongRangeConfig | FieldConfig,
     cfg: TrainConfig,
     out_dir: str | Path | None = None,
     init: PaiNN | None = None,

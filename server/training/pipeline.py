@@ -10,6 +10,7 @@ from pathlib import Path
 from ase import Atoms
 
 from mlipserve.server.models.families import native_family
+from mlipserve.server.models.field import FieldConfig
 from mlipserve.server.models.longrange import LongRangeConfig
 from mlipserve.server.models.painn import PaiNNConfig
 from mlipserve.server.serving.checks import closest_distance
@@ -30,6 +31,8 @@ class Architecture:
     # LongRangeConfig's charge fields (charges, element_charges, coulomb_cutoff, accuracy,
     # method): a short-range PaiNN plus Coulomb; None: short-range only
     long_range: dict | None = None
+    # FieldConfig's fields (max_field, fermi_range): the field-conditioned family instead
+    field: dict | None = None
 
 
 def structures_sha256(structures: Sequence[Atoms]) -> str:
@@ -77,9 +80,11 @@ def train_version(
         "members": arch.members,
         "max_z": max_z,
     }
-    config: PaiNNConfig | LongRangeConfig = (
-        LongRangeConfig(**sizes, **arch.long_range) if arch.long_range else PaiNNConfig(**sizes)
-    )
+    config: PaiNNConfig | LongRangeConfig | FieldConfig = PaiNNConfig(**sizes)
+    if arch.long_range:
+        config = LongRangeConfig(**sizes, **arch.long_range)
+    elif arch.field is not None:
+        config = FieldConfig(**sizes, **arch.field)
     result = train(structures, config, train_cfg, out_dir=report_dir, init=init, progress=progress)
     metrics = {"test_split": result.metrics}
     for key, extra in (extra_sets or {}).items():
