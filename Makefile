@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test venv stubs bench clean default-model lint format typecheck
+.PHONY: serve test venv stubs bench clean default-model longrange-model field-model lint format typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # Reproduce the shipped default model (EMT labels, fixed seeds); see README.
+# The long-range NaCl models (rigid-ion labels; with and without Coulomb) and the field model
+# (xTB labels): data, training, held-out figures; copy the store's version into
+# server/models/shipped/ to ship it.
+longrange-model: $(STAMP)
+	$(BIN)/python -m mlipserve.server.training.nacl_data build/longrange
+
+field-model: $(STAMP)
+	$(BIN)/python -m mlipserve.server.training.field_data build/field
+
 default-model: $(STAMP)
 	$(BIN)/mlipserve data build/emt_train.extxyz --seed 0 --scale 8
 	$(BIN)/mlipserve data build/emt_test.extxyz --seed 1 --scale 2

@@ -59,17 +59,30 @@ def lj_ensemble(
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
+def shipped(
+    stored: str, name: str | None = None, dtype: str | None = None, device: str = "auto"
+) -> Potential:
+    """A trained model shipped in the package's store, served as `name`."""
+    from mlipserve.server.store import ModelStore
+
+    evaluator = ModelStore(SHIPPED).load(stored, dtype=dtype, device=device)
+    if name and name != stored:
+        evaluator.info = ModelInfo(**{**evaluator.info.__dict__, "name": name})
+    return evaluator
+
+
 def shipped_default(
     name: str = "default", dtype: str | None = None, device: str = "auto"
 ) -> Potential:
     """The trained default ensemble shipped in the package (EMT-labelled fcc metals)."""
-    from mlipserve.server.store import ModelStore
+    return shipped("default", name, dtype, device)
 
-    store = ModelStore(SHIPPED)
-    evaluator = store.load("default", dtype=dtype, device=device)
-    if name != "default":
-        evaluator.info = ModelInfo(**{**evaluator.info.__dict__, "name": name})
-    return evaluator
+
+def nacl_longrange(
+    name: str = "nacl-longrange", dtype: str | None = None, device: str = "auto"
+) -> Potential:
+    """The shipped long-range NaCl ensemble (PaiNN + Ewald, trained on rigid-ion labels)."""
+    return shipped("nacl-longrange", name, dtype, device)
 
 
 def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Potential:
@@ -89,11 +102,12 @@ BUILTIN: dict[str, Callable[..., Potential]] = {
     "double-well": double_well,
     "sevennet-0": sevennet_0,
     "nacl-rigid-ion": nacl_rigid_ion,
+    "nacl-longrange": nacl_longrange,
 }
 DEFAULT_MODELS = (
-    ("default", "emt", "lj", "lj-ensemble")
+    ("default", "emt", "lj", "lj-ensemble", "nacl-rigid-ion", "nacl-longrange")
     if (SHIPPED / "default").exists()
-    else ("emt", "lj", "lj-ensemble")
+    else ("emt", "lj", "lj-ensemble", "nacl-rigid-ion")
 )
 
 

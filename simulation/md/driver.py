@@ -48,6 +48,7 @@ class MolecularDynamics(Driver[MDState]):
         integrator: Integrator,
         barostat: StochasticCellRescaling | BerendsenBarostat | None = None,
         check_stability: bool = False,
+        extra_properties: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         integrator.check(state)
@@ -56,9 +57,12 @@ class MolecularDynamics(Driver[MDState]):
         self.provider = provider
         self.integrator = integrator
         self.barostat = barostat
-        self.properties: tuple[str, ...] = ("energy", "forces") + (
-            ("stress",) if barostat is not None else ()
+        self.properties: tuple[str, ...] = (
+            ("energy", "forces")
+            + (("stress",) if barostat is not None else ())
+            + tuple(extra_properties)
         )
+        self.last_results: list[dict] = []  # the last force call's results, one per replica
         self.check_stability = check_stability
         self.stability: StabilityReport | None = None
         self.calls = 0
@@ -78,6 +82,7 @@ class MolecularDynamics(Driver[MDState]):
 
     def _evaluate(self, state: MDState) -> MDState:
         results = self.provider.evaluate(state.systems(), self.properties)
+        self.last_results = results
         self.calls += 1
         return state.with_results(results)
 

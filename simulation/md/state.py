@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlipserve.wire import SystemArrays
+from mlipserve.wire import SystemArrays, conditions_from_info, info_from_conditions
 
 
 @dataclass
@@ -47,6 +47,8 @@ class MDState:
     energy: np.ndarray | None = None
     stress: np.ndarray | None = None
     step: int = 0
+    # per replica: the conditions its systems carry (charge, external_field, fermi_level, ...)
+    conditions: list[dict[str, np.ndarray]] | None = None
     offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +134,7 @@ class MDState:
             pbc=np.stack([a.pbc for a in images]).astype(bool),
             rngs=rngs,
             thermostat_energy=np.zeros(r),
+            conditions=[conditions_from_info(a.info) for a in images],
         )
 
     @property
@@ -195,6 +198,7 @@ class MDState:
                 numbers=self.numbers[self.replica_slice(r)],
                 cell=self.cell[r],
                 pbc=self.pbc[r],
+                conditions=dict(self.conditions[r]) if self.conditions else {},
             )
             for r in range(self.n_replicas)
         ]
@@ -234,6 +238,8 @@ class MDState:
             atoms.calc = SinglePointCalculator(atoms, **results)
         atoms.info["step"] = self.step
         atoms.info["thermostat_energy"] = float(self.thermostat_energy[r])
+        if self.conditions and self.conditions[r]:
+            atoms.info.update(info_from_conditions(self.conditions[r]))
         return atoms
 
 
