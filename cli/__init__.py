@@ -15,6 +15,7 @@ from mlipserve.cli import (
     conductivity,
     datasets,
     evaluate,
+    field,
     health,
     ipi,
     jobs,
@@ -67,6 +68,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(labellers.app, name="labellers")
 props.app.command("conductivity")(conductivity.conductivity)
+props.app.command("field-sweep")(field.field_sweep)
 app.add_typer(props.app, name="props")
 app.command("md")(md.md)
 app.command("pimd")(md.pimd)

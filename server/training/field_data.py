@@ -4,8 +4,8 @@ trained on them (`python -m mlipserve.server.training.field_data OUT_DIR`; the s
 
 Structures: H2O, CO, NH3 and H2CO monomers and the water dimer (S22), rattled 0.03–0.12 Å,
 in uniform fields of random direction and |E| ≤ 0.1 V/Å (tblite's field is for molecules;
-it uses absolute positions, so each molecule is centred first), plus H2O and CO with one
-electron fewer or more (doublets) at zero field for the electron-number dependence. The
+it uses absolute positions, so each molecule is centred first); `dataset` can add H2O and
+CO with one electron fewer or more (doublets), left out of the shipped training set. The
 held-out report: energy and force MAE at E ≠ 0, dipole MAE, the change of the forces between
 E = 0 and E = ±0.1 V/Å ẑ against xTB's change, the Born-charge sum rule, and the
 capacitance dQ/dμe of H2O against xTB's 1/(E(N+1) + E(N−1) − 2E(N)).
@@ -129,7 +129,7 @@ def held_out(provider, frames: list[Atoms]) -> dict:
     }
 
 
-def main(out: str = "build/field", epochs: int = 150) -> dict:
+def main(out: str = "build/field", epochs: int = 300) -> dict:
     """Label, train, store `field-molecules-xtb`, and report the held-out figures."""
     from mlipserve.server.serving.local import LocalProvider
     from mlipserve.server.store import METADATA, ModelStore
@@ -138,10 +138,13 @@ def main(out: str = "build/field", epochs: int = 150) -> dict:
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    train_set = dataset(0, per_molecule=30, charged=12)
-    test_set = dataset(1, per_molecule=10, charged=4)
+    # neutral molecules only: the ±1 e states differ by the ionisation energy (~10-19 eV),
+    # which a model this small does not fit beside meV-scale field effects; the electron-number
+    # response is compared (capacitance) rather than trained
+    train_set = dataset(0, per_molecule=80, charged=0)
+    test_set = dataset(1, per_molecule=12, charged=0)
     store = ModelStore(root / "store")
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, patience=40, stress_weight=0.0)
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, patience=60, stress_weight=0.0)
     arch = Architecture(members=4, features=16, layers=2, cutoff=4.0,
                         field={"max_field": MAX_FIELD, "fermi_range": (-8.0, -2.0)})  # fmt: skip
     name = "field-molecules-xtb"
@@ -152,7 +155,7 @@ def main(out: str = "build/field", epochs: int = 150) -> dict:
     path = store.root / name / version / METADATA
     meta = json.loads(path.read_text())
     meta["metrics"] = metrics
-    meta["labels"] = "GFN2-xTB (tblite), |E| ≤ 0.1 V/Å, charges 0 and ±1 (H2O, CO)"
+    meta["labels"] = "GFN2-xTB (tblite), neutral molecules, |E| ≤ 0.1 V/Å"
     path.write_text(json.dumps(meta, indent=2))
     report = {k: metrics[k] for k in ("held_out", "field_response")}
     (root / "report.json").write_text(json.dumps(report, indent=2))
