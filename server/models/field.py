@@ -78,6 +78,7 @@ class FieldPaiNN(nn.Module):
             cfg = FieldConfig(**cfg)
         self.cfg = cfg
         self.short = PaiNN(cfg.painn())
+        self.geometry_members = cfg.members  # a copy of the geometry (and field) per member
         k, f = cfg.members, cfg.features
         self.qeq = EnsembleMLP(k, f, f, 2)  # χ_i and the raw hardness
         self.atomic_dipole = EnsembleLinear(k, f, 1, bias=False)
@@ -114,10 +115,11 @@ class FieldPaiNN(nn.Module):
         n = graph["n_systems"]
         cond = graph.get("conditions", {})
         field = cond.get("external_field")
-        field = graph["positions"].new_zeros(n, 3) if field is None else field.reshape(n, 3)
-        positions = graph["positions"]
+        if field is None:
+            field = graph["positions"].new_zeros(n, 3)
+        positions = graph["positions"]  # (A, 3), or (K, A, 3): a copy per member
         system = graph["system_index"]
-        e_field = field[system]  # (A, 3)
+        e_field = field.index_select(field.dim() - 2, system)  # (A, 3) or (K, A, 3)
         fermi = cond.get("fermi_level")
         total = cond.get("charge")
         q, e_qeq = self._equilibrate(chi, hardness, positions, e_field, graph, total, fermi)
@@ -140,7 +142,7 @@ class FieldPaiNN(nn.Module):
         for s, size in enumerate(counts):
             hi = lo + size
             b = potential[:, lo:hi]  # (K, n)
-            a = _hardness_matrix(hardness[:, lo:hi], positions[lo:hi], sigma[lo:hi])
+            a = _hardness_matrix(hardness[:, lo:hi], positions[..., lo:hi, :], sigma[lo:hi])
             if fermi is not None:  # grand canonical: the total charge is free
                 q = -torch.linalg.solve(a, b.unsqueeze(-1)).squeeze(-1)
             else:
@@ -158,15 +160,18 @@ class FieldPaiNN(nn.Module):
 
 
 def _hardness_matrix(hardness, positions, sigma) -> torch.Tensor:
-    """(K, n, n): J_i + k/(σ_i√π) on the diagonal, k erf(r/√(2(σ_i²+σ_j²)))/r off it."""
-    n = positions.shape[0]
-    diff = positions.unsqueeze(0) - positions.unsqueeze(1)
+    """(K, n, n): J_i + k/(σ_i√π) on the diagonal, k erf(r/√(2(σ_i²+σ_j²)))/r off it;
+    positions (n, 3) shared by the members or (K, n, 3), one copy each."""
+    n = positions.shape[-2]
+    diff = positions.unsqueeze(-2) - positions.unsqueeze(-3)
     eye = torch.eye(n, dtype=positions.dtype, device=positions.device)
     r = torch.sqrt((diff * diff).sum(-1) + eye)  # 1 on the diagonal (masked below)
     width = torch.sqrt(2 * (sigma.unsqueeze(0) ** 2 + sigma.unsqueeze(1) ** 2))
     gamma = COULOMB * torch.erf(r / width) / r * (1 - eye)
     self_term = COULOMB / (sigma * torch.pi**0.5)
-    return gamma.unsqueeze(0) + torch.diag_embed(hardness + self_term)
+    if gamma.dim() == 2:
+        gamma = gamma.unsqueeze(0)
+    return gamma + torch.diag_embed(hardness + self_term)
 
 
 def _constrained(a: torch.Tensor, b: torch.Tensor, total) -> torch.Tensor:

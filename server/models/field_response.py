@@ -14,11 +14,16 @@ FIELD = "external_field"
 RESPONSE = frozenset({"dipole", "born_charges"})
 
 
-def field_leaf(graph: dict, n_systems: int, like: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """The graph with its field (S, 3) replaced by a leaf that requires grad (0 if absent)."""
+def field_leaf(
+    graph: dict, n_systems: int, like: torch.Tensor, members: int = 0
+) -> tuple[dict, torch.Tensor]:
+    """The graph with its field (S, 3) replaced by a leaf that requires grad (0 if absent);
+    (K, S, 3), a copy per member, when members ≥ 1 (one backward pass for all members)."""
     conditions = dict(graph.get("conditions", {}))
     field = conditions.get(FIELD)
     field = like.new_zeros(n_systems, 3) if field is None else field.reshape(n_systems, 3)
+    if members >= 1:
+        field = field.expand(members, n_systems, 3)
     field = field.detach().clone().requires_grad_(True)
     conditions[FIELD] = field
     return {**graph, "conditions": conditions}, field
@@ -30,11 +35,25 @@ def member_responses(
     strain: torch.Tensor | None,
     field: torch.Tensor,
     born: bool,
+    per_member: bool = False,
 ):
-    """Per member k of energies (K, S) on shared geometry: forces (K, A, 3), virial
-    (K, S, 3, 3) or None, dipole (K, S, 3), Born charges (K, A, 3, 3) or None."""
-    forces, virials, dipoles, borns = [], [], [], []
+    """Per member k of energies (K, S): forces (K, A, 3), virial (K, S, 3, 3) or None,
+    dipole (K, S, 3), Born charges (K, A, 3, 3) or None. `per_member`: geometry and field
+    carry the member axis, so one pass (four with Born charges) serves every member."""
     inputs = [positions, field] + ([strain] if strain is not None else [])
+    if per_member:
+        grads = torch.autograd.grad(members.sum(), inputs, create_graph=born)
+        dipole = -grads[1]
+        borns = None
+        if born:
+            rows = [
+                torch.autograd.grad(dipole[..., a].sum(), positions, retain_graph=a < 2)[0]
+                for a in range(3)
+            ]
+            borns = torch.stack(rows, dim=2)  # (K, A, a, b)
+        virial = grads[2].detach() if strain is not None else None
+        return -grads[0].detach(), virial, dipole.detach(), borns
+    forces, virials, dipoles, borns_k = [], [], [], []
     k_total = members.shape[0]
     for k in range(k_total):
         grads = torch.autograd.grad(members[k].sum(), inputs, create_graph=born, retain_graph=True)
@@ -48,10 +67,10 @@ def member_responses(
                 torch.autograd.grad(dipole[:, a].sum(), positions, retain_graph=True)[0]
                 for a in range(3)
             ]
-            borns.append(torch.stack(rows, dim=1))  # (A, a, b) = ∂μ_a/∂r_b
+            borns_k.append(torch.stack(rows, dim=1))  # (A, a, b) = ∂μ_a/∂r_b
     return (
         torch.stack(forces),
         torch.stack(virials) if virials else None,
         torch.stack(dipoles),
-        torch.stack(borns) if borns else None,
+        torch.stack(borns_k) if borns_k else None,
     )

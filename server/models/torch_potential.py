@@ -235,13 +235,15 @@ class TorchPotential:
             inputs = {**graph, "positions": eff_positions, "cell": eff_cell}
             dipole_k = born_k = None
             if response:
-                inputs, field = field_leaf(inputs, graph["n_systems"], positions)
+                inputs, field = field_leaf(
+                    inputs, graph["n_systems"], positions, k if per_member else 0
+                )
             out = call(inputs)
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
             if response:
                 forces_k, virial_k, dipole_k, born_k = member_responses(
-                    members, positions, strain, field, "born_charges" in properties
+                    members, positions, strain, field, "born_charges" in properties, per_member
                 )
             else:
                 forces_k, virial_k = member_gradients(
