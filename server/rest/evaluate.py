@@ -19,7 +19,7 @@ from mlipserve.server.serving.metrics import record_request
 from mlipserve.server.serving.registry import UnknownModel
 from mlipserve.server.serving.tenancy import Throttled
 from mlipserve.server.store import NAME
-from mlipserve.wire import ALLOWED_DTYPES, SystemArrays
+from mlipserve.wire import ALLOWED_DTYPES, MAX_CONDITIONS, MAX_NAME, SystemArrays
 
 router = APIRouter(prefix="/v1/models", tags=["evaluate"], dependencies=[Depends(path_names)])
 MSGPACK = "application/msgpack"
@@ -92,7 +92,26 @@ def parse_system(raw, where: str) -> SystemArrays:
         or not all(v in (0, 1) and type(v) in (bool, int) for v in pbc)
     ):
         raise InvalidInput(f"{where}.pbc: 3 booleans are expected")
-    return SystemArrays(positions, numbers, cell, np.asarray(pbc, dtype=bool))
+    conditions = parse_conditions(raw.get("conditions", {}), f"{where}.conditions")
+    return SystemArrays(positions, numbers, cell, np.asarray(pbc, dtype=bool), conditions)
+
+
+def parse_conditions(raw, where: str) -> dict[str, np.ndarray]:
+    """Per-system conditions {"external_field": [0, 0, 0.05], "charge": 0, ...}: the gRPC
+    path's limits (count, name length, rank) and numbers only."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: an object of name → number or list is expected")
+    if len(raw) > MAX_CONDITIONS:
+        raise InvalidInput(f"{where}: {len(raw)} conditions exceed the limit of {MAX_CONDITIONS}")
+    out = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+            raise InvalidInput(f"{where}: names must be strings of 1 to {MAX_NAME} characters")
+        arr = to_array(value, f"{where}[{name!r}]", "fiu", "float64")
+        if arr.ndim > MAX_RANK or arr.size > 64:
+            raise InvalidInput(f"{where}[{name!r}]: at most {MAX_RANK} axes and 64 numbers")
+        out[name] = arr
+    return out
 
 
 def parse_body(payload, limits) -> tuple[str, list[SystemArrays], frozenset[str], int]:
@@ -122,7 +141,8 @@ def parse_body(payload, limits) -> tuple[str, list[SystemArrays], frozenset[str]
     ):
         raise InvalidInput(
             f"properties: a list of at most {MAX_PROPERTIES} property names is "
-            "expected (energy, forces, stress, energies, uncertainty)"
+            "expected (energy, forces, stress, energies, uncertainty, dipole, born_charges, "
+            "charges)"
         )
     priority = payload.get("priority", 0)
     if type(priority) is not int or priority not in (0, 1):

@@ -4,6 +4,7 @@ batch, the electron number follows μe, and the request checks."""
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -208,5 +209,15 @@ def test_over_grpc_the_client_gets_dipole_born_charges_and_charges(tmp_path):
             assert np.allclose(res[key], ref[key], atol=1e-12), key
         with pytest.raises(ClientInvalidInput, match="does not accept 'external_field'"):
             Client(srv.address, "lj").evaluate(water(), ["energy"])
+        body = {
+            "systems": [{"positions": water().positions.tolist(), "numbers": [8, 1, 1],
+                         "conditions": {"external_field": FIELD.tolist()}}],
+            "properties": ["energy", "dipole", "born_charges", "charges"],
+        }  # fmt: skip
+        reply = httpx.post(f"{srv.rest_url}/v1/models/field/evaluate", json=body)
+        assert reply.status_code == 200, reply.text
+        rest = reply.json()["results"][0]
+        assert np.allclose(rest["dipole"], ref["dipole"], atol=1e-12)
+        assert np.array(rest["born_charges"]).shape == (3, 3, 3)
     finally:
         srv.stop()
