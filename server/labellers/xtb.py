@@ -133,3 +133,19 @@ class XtbLabeller:
                 )
         provenance = {"labeller": self.name, "version": self.version, "settings": self.settings}
         return [run_one(atoms, self._compute, provenance) for atoms in structures]
+
+
+def charge_scan(
+    atoms: Atoms, charges: Sequence[int] = (-1, 0, 1), **settings: Any
+) -> dict[int, float]:
+    """xTB energy (eV) of `atoms` at each total charge (odd electron counts as doublets,
+    i.e. multiplicity 1 + |charge| mod 2 for a closed-shell neutral): E(N) for the μe
+    dependence. The capacitance dQ/dμe at N is 1/(E(N+1) + E(N−1) − 2E(N))."""
+    energies = {}
+    for q in charges:
+        labeller = XtbLabeller(charge=int(q), multiplicity=1 + abs(int(q)) % 2, **settings)
+        (label,) = labeller.label([atoms])
+        if not label.ok:
+            raise ValueError(f"xTB failed at charge {q}: {label.error}")
+        energies[int(q)] = float(label.atoms.calc.results["energy"])
+    return energies

@@ -23,7 +23,7 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.collections import s22
 
-from mlipserve.server.labellers.xtb import XtbLabeller
+from mlipserve.server.labellers.xtb import XtbLabeller, charge_scan
 
 MOLECULES = ("H2O", "CO", "NH3", "H2CO")
 MAX_FIELD = 0.1  # V/Å
@@ -98,7 +98,7 @@ def field_response(provider, seed: int = 7) -> dict:
             errors.append(np.abs(d_got - d_ref).mean())
             sizes.append(np.abs(d_ref).mean())
     water = _base("H2O")
-    e = {q: _label(water, np.zeros(3), q).get_potential_energy() for q in (-1, 0, 1)}
+    e = charge_scan(water)
     xtb_capacitance = 1.0 / (e[1] + e[-1] - 2 * e[0])
     q = []
     for mu in (-0.01, 0.01):

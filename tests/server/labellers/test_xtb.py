@@ -87,3 +87,15 @@ def test_unconverged_scf_is_a_failed_label_and_bad_input_is_refused():
         make_labeller("xtb", electric_field=[0, 0.1])
     with pytest.raises(ValueError, match="GFN3"):
         make_labeller("xtb", method="GFN3-xTB")
+
+
+def test_charge_scan_gives_each_charge_state_as_tblite_does():
+    """E(N-1), E(N), E(N+1) of water equal tblite's ASE calculator (doublets for the ions)."""
+    from mlipserve.server.labellers.xtb import charge_scan
+
+    water = molecule("H2O")
+    energies = charge_scan(water)
+    for q, mult in ((-1, 2), (0, 1), (1, 2)):
+        ref = reference(water, charge=q, multiplicity=mult)["energy"]
+        assert energies[q] == pytest.approx(ref, abs=1e-8)
+    assert energies[1] + energies[-1] - 2 * energies[0] > 0  # convex: a positive capacitance
