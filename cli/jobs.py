@@ -196,7 +196,11 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overrides = {k: v for k, v in (("redis_url", redis_url), ("data_dir", data_dir)) if v}
-    config = Settings(**overrides).worker_config()
+    settings = Settings(**overrides)
+    config = settings.worker_config()
+    from mlipserve.server import store_events
+
+    store_events.configure(settings.announce_url)  # promotions by this worker are announced
     console.print(f"worker on {config.queue_url} (concurrency {concurrency})")
     stop = threading.Event()
     threads = [

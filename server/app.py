@@ -15,6 +15,7 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mlipserve.server import store_events
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.config import Settings
 from mlipserve.server.models.builtin import load_builtin
@@ -63,13 +64,15 @@ class RunningServer:
     rest_port: int | None = None
     rest_task: asyncio.Task | None = None
     watch_task: asyncio.Task | None = None
+    listen_task: asyncio.Task | None = None
     serving: bool = True
 
     async def stop(self, grace: float = 1.0) -> None:
         """Readiness off, stop accepting calls, let running ones finish for `grace` s."""
         self.serving = False
-        if self.watch_task is not None:
-            self.watch_task.cancel()
+        for task in (self.watch_task, self.listen_task):
+            if task is not None:
+                task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.rest is not None:
@@ -193,12 +196,21 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     await health.set(SERVICE_NAME, serving)
     running = RunningServer(server, port, registry, health)
     if settings.watch_store_s > 0:
-        running.watch_task = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        redis_url = settings.announce_url
+        store_events.configure(redis_url)  # this process's promotions are announced too
+        if redis_url:
+            running.listen_task = loop.create_task(
+                store_events.listen(redis_url, settings.model_store_dir, wake)
+            )
+        running.watch_task = loop.create_task(
             follow_store(
                 registry,
                 ModelStore(settings.model_store_dir),
                 settings.watch_store_s,
                 settings.device,
+                wake,
             )
         )
     if settings.rest:

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         )
 
     @property
+    def announce_url(self) -> str:
+        """The Redis that carries promotion announcements: redis_url, or a redis:// queue."""
+        if self.redis_url:
+            return self.redis_url
+        return self.queue_url if self.queue_url.startswith(("redis://", "rediss://")) else ""
+
+    @property
     def model_store_dir(self) -> Path:
         """The model store directory."""
         return Path(self.store_dir) if self.store_dir else self.data_dir / "models"

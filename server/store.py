@@ -36,6 +36,7 @@ from mlipserve.server.models.families import (
     serving_fields,
 )
 from mlipserve.server.models.torch_potential import TorchPotential
+from mlipserve.server.store_events import announce
 
 ARTIFACT = "model.safetensors"
 METADATA = "metadata.json"
@@ -133,6 +134,7 @@ class ModelStore:
         if not (self._dir(name, version) / METADATA).exists():
             raise StoreError(f"model {name!r} has no version {version!r}")
         (self._dir(name) / "DEFAULT").write_text(version)
+        announce(self.root, name, version)
 
     def record_promotion(self, name: str, record: dict) -> None:
         """Append a promotion decision (who, when, data version, metrics) to the model's log."""

@@ -40,11 +40,21 @@ async def sync_defaults(registry: Registry, store: ModelStore, device: str = "au
 
 
 async def follow_store(
-    registry: Registry, store: ModelStore, period: float, device: str = "auto"
+    registry: Registry,
+    store: ModelStore,
+    period: float,
+    device: str = "auto",
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Run `sync_defaults` every `period` seconds until cancelled."""
+    """Run `sync_defaults` every `period` seconds, and at once when `wake` is set (a Redis
+    announcement of a promotion), until cancelled."""
+    wake = wake or asyncio.Event()
     while True:
-        await asyncio.sleep(period)
+        try:
+            await asyncio.wait_for(wake.wait(), period)
+        except TimeoutError:
+            pass
+        wake.clear()
         try:
             await sync_defaults(registry, store, device)
         except Exception:  # a half-written version or a vanished file: try again later
