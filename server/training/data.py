@@ -109,5 +109,10 @@ class GraphCache:
             "energy": t([r["energy"] for r in labels]),
             "forces": t(np.concatenate([r["forces"] for r in labels])),
             "stress": t(np.stack([r["stress"] for r in labels])) if has_stress else None,
+            "dipole": (
+                t(np.stack([r["dipole"] for r in labels]))
+                if all("dipole" in r for r in labels)
+                else None
+            ),
             "volume": t(np.abs(np.linalg.det(batch.cell))),
         }

@@ -47,7 +47,9 @@ def _label(atoms: Atoms, field, charge: int = 0) -> Atoms | None:
         return None
     out = atoms.copy()
     res = label.atoms.calc.results
-    out.calc = SinglePointCalculator(out, energy=res["energy"], forces=res["forces"])
+    out.calc = SinglePointCalculator(
+        out, energy=res["energy"], forces=res["forces"], dipole=res["dipole"]
+    )
     out.info.update({"external_field": np.asarray(field, float), "charge": float(charge),
                      "dipole_xtb": np.asarray(res["dipole"])})  # fmt: skip
     return out

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.field import FieldConfig, FieldPaiNN
+from mlipserve.server.models.field_response import field_leaf
 from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.models.torch_potential import (
@@ -40,6 +41,7 @@ class TrainConfig:
     energy_weight: float = 1.0  # on (meV/atom)²
     forces_weight: float = 1.0  # on (meV/Å)² per component
     stress_weight: float = 1.0  # on (meV/Å³)² per component
+    dipole_weight: float = 1.0  # on (m e·Å)² per component (field models with dipole labels)
     schedule: str = "plateau"  # or "cosine"
     patience: int = 40  # epochs without a better validation loss before stopping
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -76,28 +78,49 @@ def has_fixed_charges(model: object) -> bool:
     return isinstance(cfg, LongRangeConfig) and cfg.charges == "fixed"
 
 
-def predict(module: PaiNN, g: dict, need_stress: bool, create_graph: bool):
-    """Energies (K, S), forces (K, A, 3) and stress (K, S, 3, 3) of a training batch."""
-    positions, cell, per_member = member_geometry(
-        geometry_members(module), g["positions"], g["cell"]
-    )
+def predict(
+    module: PaiNN, g: dict, need_stress: bool, create_graph: bool, need_dipole: bool = False
+):
+    """Energies (K, S), forces (K, A, 3), stress (K, S, 3, 3) and, for a field model,
+    dipoles (K, S, 3) = −∂E/∂field of a training batch."""
+    members = geometry_members(module)
+    positions, cell, per_member = member_geometry(members, g["positions"], g["cell"])
     positions = positions.clone().requires_grad_(True)
     strain, eff_pos, eff_cell = (
         apply_strain(positions, cell, g["system_index"]) if need_stress else (None, positions, cell)
     )
     graph = {**g, "positions": eff_pos, "cell": eff_cell}
-    energy = module(graph)["energy"]
-    forces, virial = member_gradients(
-        energy, positions, strain, create_graph=create_graph, per_member=per_member
-    )
+    dipole = None
+    if need_dipole and per_member:
+        graph, field = field_leaf(graph, g["n_systems"], positions, members)
+        energy = module(graph)["energy"]
+        inputs = [positions, field] + ([strain] if strain is not None else [])
+        grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+        forces, dipole = -grads[0], -grads[1]
+        virial = grads[2] if strain is not None else None
+    else:
+        energy = module(graph)["energy"]
+        forces, virial = member_gradients(
+            energy, positions, strain, create_graph=create_graph, per_member=per_member
+        )
     stress = virial / g["volume"][None, :, None, None] if virial is not None else None
-    return energy, forces, stress
+    return energy, forces, stress, dipole
+
+
+def wants_dipole(module: torch.nn.Module, g: dict, cfg: TrainConfig) -> bool:
+    """Dipole labels, a field model and a dipole weight."""
+    return (
+        g.get("dipole") is not None
+        and cfg.dipole_weight > 0
+        and getattr(module, "field_response", False)
+    )
 
 
 def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Σ over members of their (bootstrap-weighted) energy, force and stress losses."""
     need_stress = g["stress"] is not None and cfg.stress_weight > 0
-    energy, forces, stress = predict(module, g, need_stress, create_graph=True)
+    need_dipole = wants_dipole(module, g, cfg)
+    energy, forces, stress, dipole = predict(module, g, need_stress, True, need_dipole)
     e_err = 1e3 * (energy - g["energy"]) / g["n_atoms"]  # (K, S) meV/atom
     f_err = 1e3 * (forces - g["forces"])  # (K, A, 3) meV/Å
     atom_w = weights[:, g["system_index"]]  # (K, A)
@@ -109,6 +132,11 @@ def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) 
         voigt = stress[:, :, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         s_err = 1e3 * (voigt - g["stress"])
         loss = loss + cfg.stress_weight * (weights * (s_err**2).mean(-1)).sum(1) / weights.sum(
+            1
+        ).clamp_min(1e-9)
+    if dipole is not None:
+        d_err = 1e3 * (dipole - g["dipole"])  # (K, S, 3) m e·Å
+        loss = loss + cfg.dipole_weight * (weights * (d_err**2).mean(-1)).sum(1) / weights.sum(
             1
         ).clamp_min(1e-9)
     return loss.sum()
@@ -269,10 +297,13 @@ def validation_loss(module, cache, val_idx, cfg, dtype, device) -> float:
 def batch_loss_detached(module, g, w, cfg) -> float:
     """batch_loss without building a graph for second derivatives."""
     need_stress = g["stress"] is not None and cfg.stress_weight > 0
-    energy, forces, stress = predict(module, g, need_stress, create_graph=False)
+    need_dipole = wants_dipole(module, g, cfg)
+    energy, forces, stress, dipole = predict(module, g, need_stress, False, need_dipole)
     e_err = 1e3 * (energy - g["energy"]) / g["n_atoms"]
     f_err = 1e3 * (forces - g["forces"])
     loss = cfg.energy_weight * (e_err**2).mean() + cfg.forces_weight * (f_err**2).mean()
+    if dipole is not None:
+        loss = loss + cfg.dipole_weight * ((1e3 * (dipole - g["dipole"])) ** 2).mean()
     if need_stress:
         voigt = stress[:, :, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         loss = loss + cfg.stress_weight * ((1e3 * (voigt - g["stress"])) ** 2).mean()
