@@ -85,6 +85,13 @@ def nacl_longrange(
     return shipped("nacl-longrange", name, dtype, device)
 
 
+def field_molecules(
+    name: str = "field-molecules-xtb", dtype: str | None = None, device: str = "auto"
+) -> Potential:
+    """The shipped field-conditioned demonstration ensemble (small molecules, GFN2-xTB)."""
+    return shipped("field-molecules-xtb", name, dtype, device)
+
+
 def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Potential:
     """Pretrained universal SevenNet-0 (optional extra `universal`; sevenn imported only here)."""
     from mlipserve.server.models.universal import sevennet0
@@ -103,9 +110,18 @@ BUILTIN: dict[str, Callable[..., Potential]] = {
     "sevennet-0": sevennet_0,
     "nacl-rigid-ion": nacl_rigid_ion,
     "nacl-longrange": nacl_longrange,
+    "field-molecules-xtb": field_molecules,
 }
 DEFAULT_MODELS = (
-    ("default", "emt", "lj", "lj-ensemble", "nacl-rigid-ion", "nacl-longrange")
+    (
+        "default",
+        "emt",
+        "lj",
+        "lj-ensemble",
+        "nacl-rigid-ion",
+        "nacl-longrange",
+        "field-molecules-xtb",
+    )  # fmt: skip
     if (SHIPPED / "default").exists()
     else ("emt", "lj", "lj-ensemble", "nacl-rigid-ion")
 )

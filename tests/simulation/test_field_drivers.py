@@ -7,6 +7,7 @@ import pytest
 from ase import units
 from ase.build import molecule
 
+from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.models.families import native_potential
 from mlipserve.server.serving.local import LocalProvider
 from mlipserve.simulation.md.constant_potential import constant_potential_md
@@ -41,12 +42,13 @@ def test_field_sweep_in_one_call_matches_single_fields(provider, tmp_path):
     assert png.stat().st_size > 10_000
 
 
-def test_constant_potential_md_conserves_omega_and_moves_the_charge(provider):
+def test_constant_potential_md_conserves_omega_and_moves_the_charge():
+    """On the shipped (trained) field model: water at two Fermi levels, NVE."""
+    provider = LocalProvider(load_builtin("field-molecules-xtb:float64"))
     water = molecule("H2O")
-    water.rattle(0.05, seed=2)
     md, log = constant_potential_md(
         provider, [water, water], fermi_level=[-5.0, -4.0],
-        integrator=velocity_verlet(0.2 * units.fs), temperature_K=300, seeds=[0, 0],
+        integrator=velocity_verlet(0.5 * units.fs), temperature_K=300, seeds=[0, 0],
     )  # fmt: skip
     md.run(200)
     data = log.arrays()
@@ -56,9 +58,8 @@ def test_constant_potential_md_conserves_omega_and_moves_the_charge(provider):
     assert charge[0, 0] > charge[0, 1]  # same start: a higher μe holds more electrons
     drift = np.abs(data["conserved"] - data["conserved"][0]).max()
     swing = np.ptp(data["grand_potential"], axis=0).min()
-    assert drift < 0.02 * swing, (drift, swing)  # Ω + kinetic conserved
-    # the logged charge is the model's at that geometry and potential
-    last = md.state.to_atoms(0)
+    assert drift < 0.05 * swing, (drift, swing)  # Ω + kinetic energy is conserved
+    last = md.state.to_atoms(0)  # the logged charge is the model's at that state
     assert last.info["fermi_level"] == -5.0
     direct = provider.evaluate([last], ["energy", "charges"])[0]["charges"].sum()
     assert direct == pytest.approx(charge[-1, 0], abs=1e-10)
