@@ -91,16 +91,34 @@ def decode_array(
     return arr
 
 
+INFO_CONDITIONS = ("charge", "spin", "external_field", "fermi_level")  # top-level info keys
+
+
 def conditions_from_info(info: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The per-system conditions an ase.Atoms carries in `info`: `charge`, `spin`,
     `external_field` (V/Å), `fermi_level` (eV), and the `conditions` mapping."""
     conditions: dict[str, np.ndarray] = {}
-    for key in ("charge", "spin", "external_field", "fermi_level"):
+    for key in INFO_CONDITIONS:
         if key in info:
             conditions[key] = np.asarray(info[key], dtype=float)
     for key, value in dict(info.get("conditions", {})).items():
         conditions[key] = np.asarray(value, dtype=float)
     return conditions
+
+
+def info_from_conditions(conditions: Mapping[str, Any]) -> dict[str, Any]:
+    """`atoms.info` entries that `conditions_from_info` reads back as `conditions`."""
+    info: dict[str, Any] = {}
+    rest = {}
+    for key, value in conditions.items():
+        value = np.asarray(value, dtype=float)
+        if key in INFO_CONDITIONS:
+            info[key] = float(value) if value.ndim == 0 else value.copy()
+        else:
+            rest[key] = value.copy()
+    if rest:
+        info["conditions"] = rest
+    return info
 
 
 @dataclass
