@@ -131,7 +131,7 @@ def held_out(provider, frames: list[Atoms]) -> dict:
     }
 
 
-def main(out: str = "build/field", epochs: int = 300) -> dict:
+def main(out: str = "build/field", epochs: int = 500) -> dict:
     """Label, train, store `field-molecules-xtb`, and report the held-out figures."""
     from mlipserve.server.serving.local import LocalProvider
     from mlipserve.server.store import METADATA, ModelStore
@@ -146,7 +146,9 @@ def main(out: str = "build/field", epochs: int = 300) -> dict:
     train_set = dataset(0, per_molecule=80, charged=0)
     test_set = dataset(1, per_molecule=12, charged=0)
     store = ModelStore(root / "store")
-    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, patience=60, stress_weight=0.0)
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=8, lr=3e-3, patience=100, stress_weight=0.0, dipole_weight=0.1
+    )
     arch = Architecture(members=4, features=16, layers=2, cutoff=4.0,
                         field={"max_field": MAX_FIELD, "fermi_range": (-8.0, -2.0)})  # fmt: skip
     name = "field-molecules-xtb"
