@@ -9,6 +9,7 @@ import typer
 
 from mlipserve.cli.options import TARGET, console
 from mlipserve.cli.workflow import (
+    JsonOutput,
     Model,
     parse_charges,
     provider,
@@ -31,9 +32,7 @@ def conductivity(
     seed: Annotated[int, typer.Option(help="Seed of velocities and noise.")] = 0,
     target: TARGET = "127.0.0.1:50051",
     model: Model = "",
-    output: Annotated[
-        Path | None, typer.Option(help="JSON here and the plot next to it (.png).")
-    ] = None,
+    output: JsonOutput = None,
 ) -> None:
     """Tracer and charge diffusion, conductivity (Einstein, Green–Kubo, Nernst–Einstein) and
     the Haven ratio from Langevin-equilibrated, NVE-sampled replicas of FILE."""

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from mlipserve.cli.options import TARGET, console
-from mlipserve.cli.workflow import Model, provider, read_one, record, titled, write_json
+from mlipserve.cli.workflow import (
+    JsonOutput,
+    Model,
+    provider,
+    read_one,
+    record,
+    titled,
+    write_json,
+)
 
 
 def field_sweep(
@@ -18,9 +26,7 @@ def field_sweep(
     points: Annotated[int, typer.Option(min=2, help="Fields from −max to +max.")] = 11,
     target: TARGET = "127.0.0.1:50051",
     model: Model = "",
-    output: Annotated[
-        Path | None, typer.Option(help="JSON here and the plot next to it (.png).")
-    ] = None,
+    output: JsonOutput = None,
 ) -> None:
     """Energy, forces, dipole, Born charges and charges of FILE at a sweep of uniform fields
     (one call for all fields); the polarizability from the dipole's slope."""

@@ -9,18 +9,22 @@ from typing import Annotated, Any
 import typer
 
 from mlipserve.cli.options import TARGET, console
-from mlipserve.cli.workflow import Model, provider, read_one, record, titled, trust, write_json
+from mlipserve.cli.workflow import (
+    JsonOutput,
+    Model,
+    provider,
+    read_one,
+    record,
+    titled,
+    trust,
+    write_json,
+)
 
 app = typer.Typer(
     help="Materials properties computed on a server's model (batched).", no_args_is_help=True
 )
 
-Output = Annotated[
-    Path | None,
-    typer.Option(
-        help="Write results as JSON here and the plot as PNG next to it (same name, .png)."
-    ),
-]
+Output = JsonOutput
 
 
 def _write(

@@ -26,6 +26,13 @@ Output = Annotated[
     ),
 ]
 
+JsonOutput = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write results as JSON here and the plot as PNG next to it (same name, .png)."
+    ),
+]
+
 
 @contextmanager
 def provider(target: str, model: str) -> Iterator[Any]:

@@ -20,7 +20,7 @@ dipole of a periodic cell needs the Berry-phase picture this model does not have
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from ase.data import covalent_radii
@@ -28,11 +28,11 @@ from torch import nn
 
 from mlipserve.server.models.electrostatics import COULOMB
 from mlipserve.server.models.painn import (
-    ARCHITECTURE,
     EnsembleLinear,
     EnsembleMLP,
     PaiNN,
     PaiNNConfig,
+    ShortRangeParts,
 )
 from mlipserve.server.models.torch_potential import sum_per_system
 
@@ -41,33 +41,14 @@ MIN_HARDNESS = 1.0  # eV/e², keeps the QEq matrix positive definite
 
 
 @dataclass(frozen=True)
-class FieldConfig:
+class FieldConfig(PaiNNConfig):
     """PaiNN's hyper-parameters; the model's trained range of fields and potentials."""
 
-    cutoff: float = 5.0
-    features: int = 32
-    radial: int = 16
-    layers: int = 2
-    members: int = 4
-    max_z: int = 94
-    avg_neighbors: float = 30.0
-    architecture: int = ARCHITECTURE
     max_field: float = 0.1  # V/Å: the largest |E| of the training data
     fermi_range: tuple[float, float] = (-8.0, -2.0)  # eV: μe the training data spans
 
-    def painn(self) -> PaiNNConfig:
-        """The short-range part's config."""
-        return PaiNNConfig(
-            self.cutoff, self.features, self.radial, self.layers, self.members, self.max_z,
-            self.avg_neighbors, self.architecture,
-        )  # fmt: skip
 
-    def to_dict(self) -> dict:
-        """Plain dict for JSON metadata."""
-        return asdict(self)
-
-
-class FieldPaiNN(nn.Module):
+class FieldPaiNN(ShortRangeParts, nn.Module):
     """Electric enthalpies (K, S), per-atom energies and charges (K, A) of molecules."""
 
     field_response = True  # TorchPotential offers dipole and Born charges
@@ -89,19 +70,6 @@ class FieldPaiNN(nn.Module):
     def cutoff(self) -> float:
         """The short-range cutoff (Å); Coulomb within a molecule is summed over all pairs."""
         return self.cfg.cutoff
-
-    @property
-    def shift(self) -> torch.Tensor:
-        """Per-element reference energies of the short-range part."""
-        return self.short.shift
-
-    def upgrade(self) -> None:
-        """Switch the short-range part to the current architecture."""
-        self.short.upgrade()
-
-    def member_parameters(self, start: int, stop: int) -> dict[str, torch.Tensor]:
-        """Parameters of members start..stop-1."""
-        return {name: p[start:stop] for name, p in self.named_parameters()}
 
     def forward(self, graph: dict) -> dict[str, torch.Tensor]:
         """F per member and system, per-atom energies (QEq and field terms split evenly)."""

@@ -11,30 +11,28 @@ covers the long-range part too; fixed charges give every member the same Coulomb
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from mlipserve.server.models.electrostatics import Electrostatics, EwaldParameters
-from mlipserve.server.models.painn import ARCHITECTURE, EnsembleMLP, PaiNN, PaiNNConfig
+from mlipserve.server.models.painn import (
+    EnsembleMLP,
+    PaiNN,
+    PaiNNConfig,
+    ShortRangeParts,
+)
 from mlipserve.server.models.torch_potential import edge_vectors, sum_per_system
 
 CHARGE_MODES = ("fixed", "predicted")
 
 
 @dataclass(frozen=True)
-class LongRangeConfig:
-    """PaiNN's hyper-parameters plus the charge model and the pinned Ewald split."""
+class LongRangeConfig(PaiNNConfig):
+    """PaiNN's hyper-parameters (`cutoff` is the short-range one) plus the charge model and
+    the pinned Ewald split."""
 
-    cutoff: float = 5.0  # short-range (PaiNN) cutoff, Å
-    features: int = 32
-    radial: int = 16
-    layers: int = 2
-    members: int = 4
-    max_z: int = 94
-    avg_neighbors: float = 30.0
-    architecture: int = ARCHITECTURE
     charges: str = "fixed"  # or "predicted"
     element_charges: dict[str, float] = field(default_factory=dict)  # {"11": 1.0, ...}
     coulomb_cutoff: float = 8.0  # real-space cutoff of the Ewald sum, Å
@@ -43,6 +41,7 @@ class LongRangeConfig:
     ewald: dict | None = None  # pinned EwaldParameters (filled when the config is made)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.charges not in CHARGE_MODES:
             raise ValueError(f"charges {self.charges!r} is not one of {CHARGE_MODES}")
         if self.charges == "fixed" and not self.element_charges:
@@ -51,16 +50,8 @@ class LongRangeConfig:
             pinned = EwaldParameters.pinned(self.coulomb_cutoff, self.accuracy, self.method)
             object.__setattr__(self, "ewald", pinned.to_dict())
 
-    def painn(self) -> PaiNNConfig:
-        """The short-range part's config."""
-        return PaiNNConfig(**{f.name: getattr(self, f.name) for f in fields(PaiNNConfig)})
 
-    def to_dict(self) -> dict:
-        """Plain dict for JSON metadata."""
-        return asdict(self)
-
-
-class LongRangePaiNN(nn.Module):
+class LongRangePaiNN(ShortRangeParts, nn.Module):
     """Energies (K, S), per-atom energies (K, A) and charges (K, A) of a batch graph."""
 
     def __init__(self, cfg: LongRangeConfig) -> None:
@@ -83,19 +74,6 @@ class LongRangePaiNN(nn.Module):
     def cutoff(self) -> float:
         """The neighbour-list radius: the larger of the short-range and Ewald cutoffs (Å)."""
         return max(self.cfg.cutoff, self.cfg.coulomb_cutoff)
-
-    @property
-    def shift(self) -> torch.Tensor:
-        """The short-range part's per-element reference energies (fitted before training)."""
-        return self.short.shift
-
-    def upgrade(self) -> None:
-        """Switch the short-range part to the current architecture."""
-        self.short.upgrade()
-
-    def member_parameters(self, start: int, stop: int) -> dict[str, torch.Tensor]:
-        """Parameters of members start..stop-1 (all carry the member axis first)."""
-        return {name: p[start:stop] for name, p in self.named_parameters()}
 
     def _short_graph(self, graph: dict) -> dict:
         """The graph with only the edges inside the short-range cutoff."""

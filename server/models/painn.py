@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -53,6 +53,10 @@ class PaiNNConfig:
     def to_dict(self) -> dict:
         """Plain dict for JSON metadata."""
         return asdict(self)
+
+    def painn(self) -> PaiNNConfig:
+        """The PaiNN part alone (a family's config extends this one)."""
+        return PaiNNConfig(**{f.name: getattr(self, f.name) for f in fields(PaiNNConfig)})
 
 
 def envelope(d: torch.Tensor, p: int = 6) -> torch.Tensor:
@@ -261,3 +265,24 @@ class PaiNN(nn.Module):
         if v is None:  # no layer: vector features are zero
             v = s.new_zeros(s.shape[0], s.shape[1], 3, s.shape[2])
         return s, v
+
+
+class ShortRangeParts:
+    """What a family built around a short-range `PaiNN` (its `short`) shares with it: the
+    fitted per-element shifts, the architecture upgrade, member slices of its parameters."""
+
+    short: PaiNN
+    named_parameters: object
+
+    @property
+    def shift(self) -> torch.Tensor:
+        """The short-range part's per-element reference energies (fitted before training)."""
+        return self.short.shift
+
+    def upgrade(self) -> None:
+        """Switch the short-range part to the current architecture."""
+        self.short.upgrade()
+
+    def member_parameters(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """Parameters of members start..stop-1 (all carry the member axis first)."""
+        return {name: p[start:stop] for name, p in self.named_parameters()}  # type: ignore[operator]
