@@ -44,6 +44,14 @@ def build_module(metadata: dict) -> torch.nn.Module:
     return cls(config_cls(**metadata["config"]))
 
 
+def family_module(config: object) -> torch.nn.Module:
+    """An untrained module of the native family whose config class `config` is."""
+    for cls, config_cls in NATIVE_FAMILIES.values():
+        if type(config) is config_cls:
+            return cls(config)
+    raise FamilyError(f"{type(config).__name__} is not a native family's config")
+
+
 def native_family(module: torch.nn.Module) -> str:
     """The family name of a native module."""
     for name, (cls, _) in NATIVE_FAMILIES.items():

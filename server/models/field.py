@@ -51,12 +51,11 @@ class FieldConfig(PaiNNConfig):
 class FieldPaiNN(ShortRangeParts, nn.Module):
     """Electric enthalpies (K, S), per-atom energies and charges (K, A) of molecules."""
 
-    field_response = True  # TorchPotential offers dipole and Born charges
+    # served beside energy, forces, stress; dipole and Born charges by field autograd
+    extra_properties = ("dipole", "born_charges", "charges")
 
     def __init__(self, cfg: FieldConfig) -> None:
         super().__init__()
-        if not isinstance(cfg, FieldConfig):
-            cfg = FieldConfig(**cfg)
         self.cfg = cfg
         self.short = PaiNN(cfg.painn())
         self.geometry_members = cfg.members  # a copy of the geometry (and field) per member

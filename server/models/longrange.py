@@ -54,6 +54,8 @@ class LongRangeConfig(PaiNNConfig):
 class LongRangePaiNN(ShortRangeParts, nn.Module):
     """Energies (K, S), per-atom energies (K, A) and charges (K, A) of a batch graph."""
 
+    extra_properties = ("charges",)  # served beside energy, forces, stress
+
     def __init__(self, cfg: LongRangeConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -165,22 +165,20 @@ class TorchPotential:
         props = ("energy", "forces", "stress", "energies")
         if info.ensemble_size:
             props = props + ("uncertainty",)
-        if getattr(module, "field_response", False):
-            props = props + ("dipole", "born_charges", "charges")
-        elif getattr(module, "charge_head", None) is not None or hasattr(module, "element_charge"):
-            props = props + ("charges",)
+        props = props + tuple(getattr(module, "extra_properties", ()))
         self.info = ModelInfo(**{**info.__dict__, "device": str(self.device), "properties": props})
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.tensor(array, dtype=dtype or self.dtype, device=self.device)
 
-    def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
-        """Energies from the module; forces and stress by autograd; ensemble mean and std."""
+    def graph(self, batch: SystemBatch) -> dict:
+        """The module's input for `batch`: atoms, neighbour list (the model's cutoff),
+        conditions, positions and cell, as tensors on the model's device and dtype."""
         if getattr(self.module, "needs_neighbors", True):
             edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
         else:  # external-field models: no pair list to build
             edge_index, edge_shift = np.zeros((2, 0), np.int64), np.zeros((0, 3))
-        graph = {
+        return {
             "numbers": self._tensor(batch.numbers, torch.long),
             "pbc": self._tensor(batch.pbc, torch.bool),
             "system_index": self._tensor(batch.system_index, torch.long),
@@ -188,13 +186,21 @@ class TorchPotential:
             "edge_index": self._tensor(edge_index, torch.long),
             "edge_shift": self._tensor(edge_shift),
             "conditions": {k: self._tensor(v) for k, v in batch.conditions.items()},
+            "positions": self._tensor(batch.positions),
+            "cell": self._tensor(batch.cell),
         }
+
+    def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
+        """Energies from the module; forces and stress by autograd; ensemble mean and std."""
+        graph = self.graph(batch)
+        positions, cell = graph.pop("positions"), graph.pop("cell")
         chunks = [None]
         if hasattr(self.module, "member_parameters"):
             chunks = member_chunks(
-                geometry_members(self.module), edge_index.shape[1], self.member_edges_per_pass
+                geometry_members(self.module),
+                graph["edge_index"].shape[1],
+                self.member_edges_per_pass,
             )
-        positions, cell = self._tensor(batch.positions), self._tensor(batch.cell)
         passes = [self._members_pass(graph, positions, cell, properties, chunk) for chunk in chunks]
         parts = {
             key: None if passes[0][key] is None else torch.cat([p[key] for p in passes])
@@ -213,7 +219,7 @@ class TorchPotential:
         """Energies (k, S), per-atom energies and charges (k, A), forces (k, A, 3), virials
         (k, S, 3, 3), dipoles (k, S, 3) and Born charges (k, A, 3, 3) of the members in
         `chunk` (all members when None); None where not asked for or not offered."""
-        response = properties & RESPONSE and getattr(self.module, "field_response", False)
+        response = properties & RESPONSE & set(self.info.properties)
         need_forces = "forces" in properties or bool(response)
         need_stress = "stress" in properties
         if chunk is None:

@@ -15,9 +15,10 @@ from ase import Atoms
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlipserve.server.memory import keep_freed_memory
-from mlipserve.server.models.field import FieldConfig, FieldPaiNN
+from mlipserve.server.models.families import family_module
+from mlipserve.server.models.field import FieldConfig
 from mlipserve.server.models.field_response import field_leaf
-from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
+from mlipserve.server.models.longrange import LongRangeConfig
 from mlipserve.server.models.painn import PaiNN, PaiNNConfig
 from mlipserve.server.models.torch_potential import (
     apply_strain,
@@ -63,15 +64,6 @@ class TrainResult:
     split: dict[str, list[int]] = field(default_factory=dict)
 
 
-def new_module(config: PaiNNConfig | LongRangeConfig | FieldConfig) -> torch.nn.Module:
-    """An untrained module of the config's family."""
-    if isinstance(config, LongRangeConfig):
-        return LongRangePaiNN(config)
-    if isinstance(config, FieldConfig):
-        return FieldPaiNN(config)
-    return PaiNN(config)
-
-
 def has_fixed_charges(model: object) -> bool:
     """A fixed-charge long-range config or module."""
     cfg = getattr(model, "cfg", model)
@@ -112,7 +104,7 @@ def wants_dipole(module: torch.nn.Module, g: dict, cfg: TrainConfig) -> bool:
     return (
         g.get("dipole") is not None
         and cfg.dipole_weight > 0
-        and getattr(module, "field_response", False)
+        and "dipole" in getattr(module, "extra_properties", ())
     )
 
 
@@ -170,11 +162,10 @@ def train(
     train_idx, val_idx, test_idx = split_indices(len(structures), cfg.split, cfg.seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ValueError("the split leaves no training or validation structure")
-    module = copy.deepcopy(init) if init is not None else new_module(model_config)
+    module = copy.deepcopy(init) if init is not None else family_module(model_config)
     module.upgrade()  # a warm start from architecture-1 weights trains the current one
     if init is None:
-        fitted = [structures[i] for i in train_idx]
-        shifts = element_shifts(fitted, model_config.max_z)
+        shifts = element_shifts([structures[i] for i in train_idx], model_config.max_z)
         module.shift.copy_(torch.tensor(shifts))
     module = module.to(device=device, dtype=dtype).train()
     k = module.cfg.members

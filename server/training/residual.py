@@ -13,8 +13,8 @@ import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from mlipserve.server.models.families import native_potential
-from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
+from mlipserve.server.models.families import family_module, native_potential
+from mlipserve.server.models.longrange import LongRangePaiNN
 from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.training.report import evaluate_split
 
@@ -58,10 +58,8 @@ def train_fixed_charges(
 
     if init is not None:
         module = copy.deepcopy(init)
-    elif isinstance(model_config, LongRangeConfig):
-        module = LongRangePaiNN(model_config)
     else:
-        raise TypeError(f"expected a LongRangeConfig, got {type(model_config).__name__}")
+        module = family_module(model_config)
     residual = residual_structures(module, structures)
     short = train(
         residual,

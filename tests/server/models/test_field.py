@@ -130,31 +130,21 @@ def test_the_electron_number_follows_the_fermi_level(provider):
     capacitance = (q[0] - q[2]) / 0.02  # dQ/dμe < 0: a higher μe fills electrons
     assert capacitance > 0
     assert abs((q[0] - q[1]) - (q[1] - q[2])) < 1e-9  # QEq: Q linear in μe
-    module = provider.model.module.double()
-    graph = {"numbers": torch.tensor(atoms.numbers), "positions": torch.tensor(atoms.positions)}
-    sigma = module.sigma[graph["numbers"]].double()
-    from mlipserve.server.models.field import _hardness_matrix
-
-    assert capacitance == pytest.approx(
-        _capacitance(module, atoms, sigma, _hardness_matrix), rel=1e-6
-    )
+    assert capacitance == pytest.approx(_capacitance(provider, atoms), rel=1e-6)
 
 
-def _capacitance(module, atoms, sigma, hardness_matrix) -> float:
+def _capacitance(provider: LocalProvider, atoms: Atoms) -> float:
     """1ᵀA⁻¹1 of the members' QEq matrices, averaged (the served charge is the mean)."""
     from mlipserve.server.models.batch import SystemBatch
-    from mlipserve.server.models.neighbors import batch_neighbors
+    from mlipserve.server.models.field import _hardness_matrix
     from mlipserve.wire import SystemArrays
 
-    batch = SystemBatch.single(SystemArrays.from_atoms(atoms))
-    edges, shifts = batch_neighbors(batch, module.cutoff)
-    t = torch.tensor
-    graph = {"positions": t(batch.positions), "cell": t(batch.cell), "numbers": t(batch.numbers),
-             "system_index": t(batch.system_index), "n_systems": 1, "edge_index": t(edges),
-             "edge_shift": t(shifts)}  # fmt: skip
+    module = provider.model.module
+    graph = provider.model.graph(SystemBatch.single(SystemArrays.from_atoms(atoms)))
     s, _ = module.short.features(graph)
     hardness = torch.nn.functional.softplus(module.qeq(s)[..., 1]) + 1.0
-    a = hardness_matrix(hardness, graph["positions"], sigma)
+    sigma = module.sigma[graph["numbers"]].to(graph["positions"].dtype)
+    a = _hardness_matrix(hardness, graph["positions"], sigma)
     ones = torch.ones(a.shape[:-1] + (1,), dtype=a.dtype)
     return float((ones.transpose(-1, -2) @ torch.linalg.solve(a, ones)).mean())
 

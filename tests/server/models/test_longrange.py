@@ -10,11 +10,13 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from mlipserve.server.models.batch import SystemBatch
 from mlipserve.server.models.electrostatics import COULOMB, EwaldParameters
 from mlipserve.server.models.families import native_potential
 from mlipserve.server.models.longrange import LongRangeConfig, LongRangePaiNN
 from mlipserve.server.serving.checks import InvalidInput
 from mlipserve.server.serving.local import LocalProvider
+from mlipserve.wire import SystemArrays
 from tests.server.models import conformance as conf
 
 # Exact Madelung constants (nearest-neighbour distance units); the issue's 1.6381 for
@@ -152,18 +154,8 @@ def test_a_cluster_uses_the_direct_sum_and_its_stated_charge():
 
 
 def _graph(provider: LocalProvider, atoms: Atoms) -> dict:
-    from mlipserve.server.models.batch import SystemBatch
-    from mlipserve.server.models.neighbors import batch_neighbors
-    from mlipserve.wire import SystemArrays
-
-    batch = SystemBatch.single(SystemArrays.from_atoms(atoms))
-    edges, shifts = batch_neighbors(batch, provider.model.info.cutoff)
-    t = torch.tensor
-    return {
-        "positions": t(batch.positions), "cell": t(batch.cell), "numbers": t(batch.numbers),
-        "pbc": t(batch.pbc), "system_index": t(batch.system_index), "n_systems": 1,
-        "edge_index": t(edges), "edge_shift": t(shifts),
-    }  # fmt: skip
+    """The served module's input for `atoms` alone."""
+    return provider.model.graph(SystemBatch.single(SystemArrays.from_atoms(atoms)))
 
 
 def test_predicted_charges_give_the_long_range_part_a_spread():

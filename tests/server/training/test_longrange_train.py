@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from mlipserve.server.labellers import make_labeller
 from mlipserve.server.models.batch import SystemBatch
-from mlipserve.server.models.neighbors import batch_neighbors
 from mlipserve.server.models.rigid_ion import nacl_rigid_ion
 from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore
@@ -57,24 +55,11 @@ def test_long_range_model_trains_stores_and_serves(labelled, tmp_path, charges):
     else:  # predicted charges: learned from the labels' Coulomb tail, ±1 e. Energies and
         # forces fix the charges only up to a global sign (q → −q leaves every q_i q_j), so
         # each member's Na and Cl are opposite and near 1 e in size, of either sign.
-        charges_of = served.module(pair_graph(served.info.cutoff))["charges"].detach()
+        pair = SystemBatch.single(SystemArrays.from_atoms(ion_pairs((15.0,))[0]))  # charge 0
+        charges_of = served.module(served.graph(pair))["charges"].detach()
         assert (charges_of[:, 0] * charges_of[:, 1] < 0).all(), charges_of
         assert (charges_of.abs() > 0.5).all(), charges_of
         assert errors["max_abs_error_meV"] < 0.8 * abs(pair_errors_flat()), errors
-
-
-def pair_graph(cutoff: float) -> dict:
-    """The graph of a Na–Cl pair 15 Å apart with total charge 0."""
-    pair = ion_pairs((15.0,))[0]
-    batch = SystemBatch.single(SystemArrays.from_atoms(pair))
-    edges, shifts = batch_neighbors(batch, cutoff)
-    t = torch.tensor
-    return {
-        "positions": t(batch.positions), "cell": t(batch.cell), "numbers": t(batch.numbers),
-        "pbc": t(batch.pbc), "system_index": t(batch.system_index), "n_systems": 1,
-        "edge_index": t(edges), "edge_shift": t(shifts),
-        "conditions": {"charge": t([0.0], dtype=torch.float64)},
-    }  # fmt: skip
 
 
 def pair_errors_flat() -> float:
