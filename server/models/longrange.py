@@ -133,4 +133,6 @@ class LongRangePaiNN(ShortRangeParts, nn.Module):
             "element_charges": dict(self.cfg.element_charges),
             "method": self.cfg.method,
             "accuracy": self.cfg.accuracy,
+            "k_cut": self.electrostatics.params.k_cut,
+            "mesh_spacing": self.electrostatics.params.mesh_spacing,
         }

@@ -75,6 +75,8 @@ class FumiTosi(torch.nn.Module):
             "element_charges": {str(z): CHARGE[k] for z, k in SPECIES.items()},
             "method": "ewald",
             "accuracy": self.electrostatics.params.accuracy,
+            "k_cut": self.electrostatics.params.k_cut,
+            "mesh_spacing": self.electrostatics.params.mesh_spacing,
         }
 
 

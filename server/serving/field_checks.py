@@ -12,6 +12,8 @@ import numpy as np
 from mlipserve.server.serving.checks import InvalidInput
 from mlipserve.wire import SystemArrays
 
+MAX_QEQ_ATOMS = 2_000  # charge equilibration: an N×N matrix per member, an O(N³) solve
+
 
 def check_field(
     systems: Sequence[SystemArrays], spec: dict
@@ -21,6 +23,11 @@ def check_field(
     out, warnings = [], []
     lo, hi = spec["fermi_range"]
     for i, system in enumerate(systems):
+        if len(system.numbers) > MAX_QEQ_ATOMS:
+            raise InvalidInput(
+                f"systems[{i}]: {len(system.numbers)} atoms exceed {MAX_QEQ_ATOMS} for this "
+                "model (its charge equilibration solves an N×N system)"
+            )
         if np.asarray(system.pbc, dtype=bool).any():
             raise InvalidInput(
                 f"systems[{i}].pbc: this field-conditioned model is for molecules and clusters "

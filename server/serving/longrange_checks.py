@@ -13,6 +13,8 @@ from mlipserve.server.serving.checks import InvalidInput
 from mlipserve.wire import SystemArrays
 
 MAX_DIRECT_ATOMS = 5_000  # the direct Coulomb sum of a system without a cell is O(N²)
+MAX_EWALD_TERMS = 200_000_000  # k-vectors × atoms: Ewald's (k, atom) trig arrays
+MAX_MESH_POINTS = 50_000_000  # PME's mesh
 
 
 def check_long_range(systems: Sequence[SystemArrays], spec: dict) -> list[SystemArrays]:
@@ -41,6 +43,7 @@ def check_long_range(systems: Sequence[SystemArrays], spec: dict) -> list[System
                     f"below the model's pinned real-space cutoff {spec['cutoff']:g} Å; use a "
                     f"supercell of at least {need[0]}x{need[1]}x{need[2]}"
                 )
+            _check_reciprocal_size(i, system, spec)
         elif len(system.numbers) > MAX_DIRECT_ATOMS:
             raise InvalidInput(
                 f"systems[{i}]: {len(system.numbers)} atoms without a cell exceed "
@@ -54,6 +57,29 @@ def check_long_range(systems: Sequence[SystemArrays], spec: dict) -> list[System
         conditions = {**system.conditions, "charge": np.asarray(total, dtype=np.float64)}
         out.append(replace(system, conditions=conditions))
     return out
+
+
+def _check_reciprocal_size(i: int, system: SystemArrays, spec: dict) -> None:
+    """Refuse a cell whose k-space work (Ewald: k-vectors × atoms; PME: mesh points) would
+    exhaust memory: a huge, sparse cell is cheap in real space but not in k-space."""
+    cell = np.asarray(system.cell, dtype=np.float64)
+    volume = abs(float(np.linalg.det(cell)))
+    if spec.get("method") == "pme":
+        points = float(np.prod(np.ceil(np.linalg.norm(cell, axis=1) / spec["mesh_spacing"])))
+        if points > MAX_MESH_POINTS:
+            raise InvalidInput(
+                f"systems[{i}].cell: {volume:.3g} Å³ needs a PME mesh of {points:.3g} points "
+                f"(limit {MAX_MESH_POINTS:.3g}); is the cell in Å, and mostly vacuum?"
+            )
+        return
+    k_vectors = 4 / 3 * np.pi * spec["k_cut"] ** 3 * volume / (2 * np.pi) ** 3
+    terms = k_vectors * len(system.numbers)
+    if terms > MAX_EWALD_TERMS:
+        raise InvalidInput(
+            f"systems[{i}].cell: {volume:.3g} Å³ with {len(system.numbers)} atoms needs "
+            f"~{k_vectors:.3g} Ewald k-vectors ({terms:.3g} terms, limit {MAX_EWALD_TERMS:.3g}); "
+            "use a PME model for cells this large"
+        )
 
 
 def _predicted_total(i: int, periodic: bool, given: float | None) -> float:

@@ -163,6 +163,12 @@ def test_bad_conditions_are_refused(provider, info, message):
         provider.evaluate([atoms], ["energy"])
 
 
+def test_a_molecule_too_big_for_charge_equilibration_is_refused(provider):
+    big = Atoms("H2001", positions=np.random.default_rng(0).uniform(0, 60, (2001, 3)))
+    with pytest.raises(InvalidInput, match="2001 atoms exceed 2000"):
+        provider.evaluate([big], ["energy"])
+
+
 def test_periodic_systems_are_refused_and_odd_conditions_flagged(provider):
     box = molecule("H2O", vacuum=4.0)
     box.pbc = True

@@ -193,6 +193,13 @@ def test_bad_input_is_refused_with_a_reason(charges, atoms, message):
         model(charges).evaluate([atoms], ["energy"])
 
 
+@pytest.mark.parametrize(("method", "message"), [("ewald", "Ewald k-vectors"), ("pme", "PME mesh")])
+def test_a_huge_sparse_cell_is_refused_before_k_space_exhausts_memory(method, message):
+    pair = Atoms("NaCl", positions=[[0, 0, 0], [3, 0, 0]], cell=[1000, 1000, 1000], pbc=True)
+    with pytest.raises(InvalidInput, match=message):
+        model(method=method).evaluate([pair], ["energy"])
+
+
 def test_a_charged_periodic_cell_is_refused_for_predicted_charges():
     atoms = ionic_cell()
     atoms.info["charge"] = 1.0
