@@ -97,6 +97,35 @@ class SettingRule(BaseModel):
         return kind(value)
 
 
+class SlurmSettings(BaseModel):
+    """Run this labeller's calculations as Slurm jobs (through submitit): the operator's choice.
+
+    Other schedulers are not our code: submitit's executors (and, for PBS/LSF, a site's own
+    submitit plugin) would go behind the same seam, `mlipserve.server.queue.slurm`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(
+        "",
+        description="Where scripts, results and logs go, on a file system the compute nodes "
+        "share (default: STORE/_slurm).",
+    )
+    partition: str | None = None
+    time_min: int = Field(60, ge=1, le=43_200, description="Slurm time limit per job, minutes")
+    mem_gb: float | None = Field(None, gt=0, le=4096)
+    cpus_per_task: int = Field(1, ge=1, le=1024)
+    structures_per_job: int = Field(1, ge=1, le=10_000)
+    setup: list[str] = Field(
+        default_factory=list, description="shell lines run before the calculation (module load)"
+    )
+    additional: dict[str, str | int] = Field(
+        default_factory=dict, description="other sbatch options, e.g. account, qos, constraint"
+    )
+    python: str | None = Field(None, description="interpreter on the nodes (default: this one)")
+    poll_s: float = Field(2.0, gt=0, le=600)
+
+
 class LabellerEntry(BaseModel):
     """One enabled labeller: the operator's fixed settings and what a job may set."""
 
@@ -105,6 +134,9 @@ class LabellerEntry(BaseModel):
     fixed: dict[str, Any] = Field(default_factory=dict)
     user: dict[str, SettingRule] = Field(default_factory=dict)
     max_atoms: int = Field(1000, ge=1, le=1_000_000, description="atoms per structure")
+    slurm: SlurmSettings | None = Field(
+        None, description="run the calculations as Slurm jobs instead of in the worker"
+    )
 
     @model_validator(mode="after")
     def _operator_keys(self) -> LabellerEntry:

@@ -55,14 +55,22 @@ class JobContext:
 
     def labeller(self, name: str, settings: dict | None):
         """The labeller the operator's policy allows for `name` with `settings`."""
+        from mlipserve.server.labellers.factory import make_labeller
+
+        _, merged = self.labeller_plan(name, settings)
+        try:
+            return make_labeller(name, **merged)
+        except ValueError as err:
+            raise JobError(f"bad label parameters: {err}") from None
+
+    def labeller_plan(self, name: str, settings: dict | None):
+        """(policy entry, checked settings) for labeller `name`: what to build, and where."""
         from mlipserve.server.labellers.policy import PolicyError, load_policy
 
         try:
-            return load_policy(self.store_dir).make(name, settings)
+            return load_policy(self.store_dir).resolve(name, settings)
         except PolicyError as err:
             raise JobError(f"refused: {err}") from None
-        except ValueError as err:
-            raise JobError(f"bad label parameters: {err}") from None
 
     def dataset_url(self, ref: str, param: str = "params.dataset") -> str:
         """The location of dataset `ref` ("name" or "owner:name") if this job may use it."""

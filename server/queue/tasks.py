@@ -25,9 +25,15 @@ def label(ctx: JobContext, params: dict) -> dict:
         structures = [atoms_from_dict(s) for s in params["structures"]]
     except (KeyError, TypeError, ValueError) as err:
         raise JobError(f"bad label parameters: {err}") from err
-    labeller = ctx.labeller(params.get("labeller", "emt"), params.get("settings"))
+    name = params.get("labeller", "emt")
     if not structures:
         raise JobError("no structures to label")
+    entry, merged = ctx.labeller_plan(name, params.get("settings"))
+    if entry.slurm is not None:  # the operator sends this labeller's calculations to Slurm
+        from mlipserve.server.queue.slurm import label_on_slurm
+
+        return label_on_slurm(ctx, structures, name, merged, entry.slurm, params.get("dataset", ""))
+    labeller = ctx.labeller(name, params.get("settings"))
     stored, skipped, failed = [], 0, []
     with Dataset(ctx.dataset_url(params.get("dataset", ""))) as data:
         for i, atoms in enumerate(structures):

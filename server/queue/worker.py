@@ -144,6 +144,12 @@ class Worker:
         else:
             reason = record.error if outcome.startswith("exit") and record.error else outcome
             retry(self.store, job_id, reason)
+        if self.store.get(job_id).state in ("cancelled", "failed") and self.store.kv_get(
+            f"slurm:{job_id}"
+        ):  # a label job whose calculations run on Slurm: stop them too
+            from mlipserve.server.queue.slurm import cancel_recorded
+
+            cancel_recorded(self.store, job_id)
 
 
 _PRELOAD = [
