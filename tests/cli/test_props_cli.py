@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mlipserve.cli import app
 from mlipserve.simulation.properties.elastic import elastic_tensor
 from mlipserve.simulation.properties.surface import surface_energies
+from tests.cli.said import said
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -86,9 +87,9 @@ def test_stress_surface_vacancy_gb_commands(server, emt, tmp_path):
 
 def test_bad_input_exits_with_a_message(server):
     result = run(server, "elastic", "--strains", "0.5")
-    assert result.exit_code == 2 and "bad input" in result.output
+    assert result.exit_code == 2 and "bad input" in said(result)
     result = run(server, "gb", "--plane", "1,3,0")
-    assert result.exit_code == 2 and "plane" in result.output
+    assert result.exit_code == 2 and "plane" in said(result)
 
 
 def test_elastic_of_a_stressed_file_relaxes_it_first_or_warns(server, emt, tmp_path):
@@ -112,9 +113,7 @@ def test_elastic_of_a_stressed_file_relaxes_it_first_or_warns(server, emt, tmp_p
     png = Image.open(out.with_suffix(".png"))
     assert "emt" in json.loads(png.text["Description"])["model"]
     warned = run(server, "elastic", str(path), "--no-relax", "--output", str(tmp_path / "w.json"))
-    assert (
-        warned.exit_code == 0 and "warning:" in warned.output and "GPa of stress" in warned.output
-    )
+    assert warned.exit_code == 0 and "warning:" in said(warned) and "GPa of stress" in said(warned)
     assert not json.loads((tmp_path / "w.json").read_text())["relaxed_first"]
 
 
@@ -124,12 +123,12 @@ def test_stress_says_which_frame_it_used(server, tmp_path):
     ase.io.write(path, frames)
     out = tmp_path / "s.json"
     done = run(server, "stress", str(path), "--index", "1", "--output", str(out))
-    assert done.exit_code == 0 and "frame 1 of 3" in done.output
+    assert done.exit_code == 0 and "frame 1 of 3" in said(done)
     assert json.loads(out.read_text())["frame"] == 1
     last = run(server, "stress", str(path))
-    assert "frame 2 of 3" in last.output
+    assert "frame 2 of 3" in said(last)
     missing = run(server, "stress", str(path), "--index", "5")
-    assert missing.exit_code == 2 and "there is no frame 5" in missing.output
+    assert missing.exit_code == 2 and "there is no frame 5" in said(missing)
 
 
 def test_props_show_the_ensembles_uncertainty_and_warnings(server, tmp_path):
@@ -152,6 +151,6 @@ def test_props_show_the_ensembles_uncertainty_and_warnings(server, tmp_path):
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
-    assert "ensemble std: energy" in result.output and "warning:" in result.output
+    assert "ensemble std: energy" in said(result) and "warning:" in said(result)
     trust = json.loads(out.read_text())["trust"]
     assert trust["ensemble"] and trust["energy_std_eV_per_atom"] > 0.05 and trust["warnings"]
