@@ -27,6 +27,7 @@ from mlipserve.cli import (
     props,
     sampling,
     serve,
+    status,
     training,
 )
 
@@ -58,6 +59,7 @@ def main(
 app.command("serve", cls=serve.SettingsHelp)(serve.serve)
 app.command("eval")(evaluate.evaluate)
 app.command("health")(health.health)
+app.command("status")(status.status)
 app.command("ipi-driver")(ipi.ipi_driver)
 app.command("data")(training.make_data)
 app.command("train")(training.train_model)

@@ -61,6 +61,8 @@ class RemoteCalculator(Calculator):
         owns_client: close `client` with the calculator (default: only a client it made).
         stream: use one open stream (lowest latency) rather than unary calls.
         uncertainty: ask for the ensemble spread on every call (into `extras`).
+        harvest: False sends `no_harvest` with every call (a harvesting server keeps none
+            of these structures); with `client`, False also turns that client's off.
     """
 
     implemented_properties = list(ASE_PROPERTIES)
@@ -74,11 +76,13 @@ class RemoteCalculator(Calculator):
         stream: bool = True,
         uncertainty: bool = False,
         owns_client: bool | None = None,
+        harvest: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._owns_client = client is None if owns_client is None else owns_client
-        self.client = client if client is not None else Client(target, model)
+        self.client = client if client is not None else Client(target, model, harvest=harvest)
+        self.client.harvest = self.client.harvest and harvest
         self.stream = stream
         self.uncertainty = uncertainty
         self.extras: dict[str, Any] = {}
@@ -174,6 +178,7 @@ class RemoteCalculator(Calculator):
             "model": self.client.model,
             "stream": self.stream,
             "uncertainty": self.uncertainty,
+            "harvest": self.client.harvest,
         }
 
     def __deepcopy__(self, memo: dict) -> RemoteCalculator:

@@ -42,6 +42,8 @@ class Client(ClientCore):
         balance: spread unary calls over every replica with gRPC's round_robin (one
             channel; a list must be IP:port targets). A stream stays on one replica while it
             lives and reopens on another when it dies. Default: on for a dns:/// target.
+        harvest: let a server that harvests for active learning keep these structures
+            (default); False sends `no_harvest` with every request, so nothing is kept.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -55,9 +55,15 @@ def as_system_list(systems) -> tuple[list, bool]:
 
 
 def build_request(
-    systems: Sequence, properties: Iterable[str], model: str, version: str = "", priority: int = 0
+    systems: Sequence,
+    properties: Iterable[str],
+    model: str,
+    version: str = "",
+    priority: int = 0,
+    harvest: bool = True,
 ) -> pb.EvaluateRequest:
-    """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names."""
+    """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names (`harvest`
+    False marks it `no_harvest`: the server keeps none of its structures)."""
     msgs = []
     for s in systems:
         arrays = s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s)
@@ -68,6 +74,7 @@ def build_request(
         systems=msgs,
         properties=property_enums(properties),
         priority=priority,
+        no_harvest=not harvest,
         request_id=uuid.uuid4().hex[:16],
     )
 
@@ -207,6 +214,7 @@ class ClientCore:
         api_key: str | None = None,
         priority: int = 0,
         balance: bool | None = None,
+        harvest: bool = True,
     ) -> None:
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:
@@ -222,13 +230,16 @@ class ClientCore:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.priority = priority
+        self.harvest = harvest  # False: every request says no_harvest
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self._credentials = channel_credentials(ca_file)
         self._index = 0
 
     def request(self, systems: Sequence, properties: Iterable[str]) -> pb.EvaluateRequest:
-        """An EvaluateRequest for this client's model, version and priority."""
-        return build_request(systems, properties, self.model, self.version, self.priority)
+        """An EvaluateRequest for this client's model, version, priority and harvest choice."""
+        return build_request(
+            systems, properties, self.model, self.version, self.priority, self.harvest
+        )
 
     def prepare(self, systems: Any, properties: Iterable[str], timeout: float | None) -> Call:
         """The request for one system (ase.Atoms) or a list, and the call's deadline."""

@@ -21,6 +21,7 @@ from mlipserve.server.config import Settings
 from mlipserve.server.models.builtin import load_builtin
 from mlipserve.server.queue.worker import start_worker_threads
 from mlipserve.server.rest import create_app
+from mlipserve.server.serving.harvest import Harvester
 from mlipserve.server.serving.hotswap import follow_store
 from mlipserve.server.serving.interceptors import AuthInterceptor
 from mlipserve.server.serving.registry import Registry
@@ -65,6 +66,7 @@ class RunningServer:
     rest_task: asyncio.Task | None = None
     watch_task: asyncio.Task | None = None
     listen_task: asyncio.Task | None = None
+    harvester: Harvester | None = None
     serving: bool = True
 
     async def stop(self, grace: float = 1.0) -> None:
@@ -79,6 +81,8 @@ class RunningServer:
             self.rest.should_exit = True
             await self.rest_task
         await self.registry.close()
+        if self.harvester is not None:
+            await asyncio.to_thread(self.harvester.stop)
 
 
 def rest_socket(host: str, port: int) -> socket.socket:
@@ -112,6 +116,7 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
         tenants=settings.tenant_limits,
         queue_url=settings.job_queue_url,
         max_body_bytes=settings.rest_body_bytes,
+        replica=settings.replica_name or f"{settings.host}:{running.port}",
     )
     tls = (
         {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
@@ -161,7 +166,10 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
-    service = PotentialService(registry, settings.limits, keys, settings.tenant_limits)
+    harvester = Harvester(settings.model_store_dir, settings.job_queue_url).start()
+    service = PotentialService(
+        registry, settings.limits, keys, settings.tenant_limits, harvester=harvester
+    )
     add_to_server(service, server)
     health = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -194,7 +202,7 @@ async def start_server(settings: Settings, registry: Registry | None = None) -> 
     serving = health_pb2.HealthCheckResponse.SERVING
     await health.set("", serving)
     await health.set(SERVICE_NAME, serving)
-    running = RunningServer(server, port, registry, health)
+    running = RunningServer(server, port, registry, health, harvester=harvester)
     if settings.watch_store_s > 0:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()

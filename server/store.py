@@ -321,9 +321,13 @@ class ModelStore:
 
     def set_trusted(self, name: str, version: str, trusted: bool = True) -> None:
         """Admin action: flag a version as trusted (may use pickle / native code) or not."""
-        meta = self.metadata(name, version)
-        meta["trusted"] = bool(trusted)
+        self.update_metadata(name, version, trusted=bool(trusted))
+
+    def update_metadata(self, name: str, version: str, **changes: object) -> dict:
+        """Admin action: set keys of a stored version's metadata (trust, `harvest`)."""
+        meta = {**self.metadata(name, version), **changes}
         (self._dir(name, version) / METADATA).write_text(json.dumps(meta, indent=2))
+        return meta
 
     def artifact_path(self, name: str, version: str) -> Path:
         """Where a version's artifact lies (for downloads; a committee's first file)."""

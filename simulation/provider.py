@@ -27,10 +27,19 @@ class ForceProvider(Protocol):
 class RemoteProvider:
     """ForceProvider backed by a server, over one open stream."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", model: str = "", **client_kwargs) -> None:
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        model: str = "",
+        *,
+        harvest: bool = True,
+        **client_kwargs,
+    ) -> None:
+        """`harvest=False`: the server keeps none of these structures (`no_harvest`);
+        `client_kwargs` go to `Client` (api_key, timeout, ...)."""
         from mlipserve.client import Client
 
-        self.client = Client(target, model, **client_kwargs)
+        self.client = Client(target, model, harvest=harvest, **client_kwargs)
         self._session = self.client.stream()
         self._served: tuple[str, str] | None = None  # model and version of the last results
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import vesin
 
@@ -102,3 +104,57 @@ def batch_neighbors(batch: SystemBatch, cutoff: float) -> tuple[np.ndarray, np.n
         shifts.append(shift)
     edge_index = np.stack([np.concatenate(senders), np.concatenate(receivers)])
     return edge_index, np.concatenate(shifts).astype(np.float64)
+
+
+def _batch_key(batch: SystemBatch) -> tuple:
+    """What must stay the same for a stored pair list to be reused: atoms, cells, pbc."""
+    return (
+        batch.numbers.tobytes(),
+        batch.n_atoms.tobytes(),
+        np.ascontiguousarray(batch.cell, dtype=np.float64).tobytes(),
+        np.ascontiguousarray(batch.pbc, dtype=bool).tobytes(),
+    )
+
+
+class VerletNeighbors:
+    """A Verlet list: pairs within cutoff + skin, rebuilt only when an atom has moved more
+    than skin/2 since the last build (or the atoms, cells or pbc changed).
+
+    Each call returns exactly the pairs within the cutoff of the current positions (the
+    same set as `batch_neighbors`, possibly in another order): the stored candidates are
+    filtered by their current distance. `rebuilds` counts the full neighbour searches.
+    Thread-safe; one batch at a time is remembered (another batch replaces it).
+    """
+
+    def __init__(self, cutoff: float, skin: float) -> None:
+        if skin < 0:
+            raise ValueError(f"neighbour skin must be ≥ 0 Å, not {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._reference: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, batch: SystemBatch) -> tuple[np.ndarray, np.ndarray]:
+        """`edge_index (2, E)` and `edge_shift (E, 3)` within the cutoff, as `batch_neighbors`."""
+        if self.skin == 0:
+            return batch_neighbors(batch, self.cutoff)
+        key = _batch_key(batch)
+        with self._lock:
+            stale = (
+                self._key != key
+                or self._reference is None
+                or np.max(np.linalg.norm(batch.positions - self._reference, axis=1), initial=0.0)
+                > 0.5 * self.skin
+            )
+            if stale:
+                self._pairs = batch_neighbors(batch, self.cutoff + self.skin)
+                self._key, self._reference = key, batch.positions.copy()
+                self.rebuilds += 1
+            edge_index, edge_shift = self._pairs  # type: ignore[misc]
+        i, j = edge_index
+        shift = np.einsum("ek,ekl->el", edge_shift, batch.cell[batch.system_index[i]])
+        vec = batch.positions[j] - batch.positions[i] + shift
+        keep = np.einsum("ec,ec->e", vec, vec) < self.cutoff**2
+        return edge_index[:, keep], edge_shift[keep]

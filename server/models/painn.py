@@ -131,25 +131,31 @@ class Interaction(nn.Module):
         self.features = f
         self.norm = 1.0 / cfg.avg_neighbors
 
-    def forward(self, s, v, rbf, unit, i, j, cut=None):
+    def filter_weight(self) -> torch.Tensor:
+        """(K, R + 1, 3F): the filter's weights with its bias as a last row (one GEMM)."""
+        return torch.cat([self.filter.weight, self.filter.bias.unsqueeze(1)], dim=1)
+
+    def forward(self, s, v, geom, unit, i, j):
         """One message pass (sum over neighbours j of i) and one update; v None: all zero.
 
-        `rbf` is the basis times the envelope `cut` (K, E, 1), which also scales the
-        filter's bias, so each filter is (W·basis + b)·u and vanishes at the cutoff (cut
-        None: architecture 1, bias unscaled). Edge tensors dominate the cost, so the three
-        message channels stay separate contiguous (K, E, F) tensors, the 1/avg_neighbors
-        factor is applied per atom before the gather, and a zero v (first layer) skips its
-        neighbour term.
+        `geom` (K, E, R + 1) is the basis times the envelope u with u itself as a last
+        column (architecture 1: a column of ones), so one product with `filter_weight`
+        gives each filter (W·basis + b)·u, which vanishes at the cutoff. Edge tensors
+        dominate the cost, so the three message channels stay separate contiguous
+        (K, E, F) tensors, the 1/avg_neighbors factor is applied per atom before the
+        gather, and a zero v (first layer) skips its neighbour term.
         """
         f = self.features
-        phi = self.phi(s) * self.norm  # (K, A, 3F): per-atom, cheap
+        weight = self.filter_weight()
+        hidden = nn.functional.silu(self.phi.a(s))
+        phis = self.phi.b.parts(hidden, 3)  # three contiguous (K, A, F): per-atom, cheap
         ds, dvv, dvs = (
-            phi[..., c * f : (c + 1) * f].index_select(1, j) * w
-            for c, w in enumerate(self.filter.parts(rbf, 3, cut))
+            (phi * self.norm).index_select(1, j) * torch.bmm(geom, weight[..., c * f : (c + 1) * f])
+            for c, phi in enumerate(phis)
         )  # (K, E, F)
         msg_v = dvs.unsqueeze(2) * unit.unsqueeze(-1)  # (K, E, 3, F)
-        if v is not None:
-            msg_v = msg_v + v.index_select(1, j) * dvv.unsqueeze(2)
+        if v is not None:  # one fused multiply-add: no third (K, E, 3, F) temporary
+            msg_v = torch.addcmul(msg_v, v.index_select(1, j), dvv.unsqueeze(2))
         else:
             v = s.new_zeros(s.shape[0], s.shape[1], 3, f)
         s = s.index_add(1, i, ds)
@@ -256,12 +262,14 @@ class PaiNN(nn.Module):
         d = r / self.cfg.cutoff
         cut = envelope(d).unsqueeze(-1)  # (K, E, 1)
         rbf = torch.sin(self.frequencies * d.unsqueeze(-1)) / d.unsqueeze(-1) * cut  # (K, E, R)
-        bias_cut = cut if self.cfg.architecture >= 2 else None
+        # the filters' bias column: scaled by the envelope (architecture 1: not scaled)
+        bias_column = cut if self.cfg.architecture >= 2 else torch.ones_like(cut)
+        geom = torch.cat([rbf, bias_column], dim=-1)  # (K, E, R + 1), shared by the layers
         z = graph["numbers"]
         s = self.embedding[:, z]  # (K, A, F)
         v = None  # vector features start at zero
         for layer in self.layers:
-            s, v = layer(s, v, rbf, unit, i, j, bias_cut)
+            s, v = layer(s, v, geom, unit, i, j)
         if v is None:  # no layer: vector features are zero
             v = s.new_zeros(s.shape[0], s.shape[1], 3, s.shape[2])
         return s, v

@@ -6,6 +6,7 @@ strain ε applied to positions and cell) are derived; models only return energie
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 
@@ -16,8 +17,11 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlipserve.server.memory import keep_freed_memory
 from mlipserve.server.models.base import ModelInfo
 from mlipserve.server.models.batch import SystemBatch
+from mlipserve.server.models.compiled import compile_setting, compiled_module
 from mlipserve.server.models.field_response import RESPONSE, field_leaf, member_responses
-from mlipserve.server.models.neighbors import batch_neighbors
+from mlipserve.server.models.neighbors import VerletNeighbors
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -42,6 +46,8 @@ def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum per-atom values (..., A) into per-system values (..., S)."""
+    if graph["n_systems"] == 1:  # a plain sum (inductor's parallel scatter can fail here)
+        return values.sum(-1, keepdim=True)
     out = values.new_zeros(values.shape[:-1] + (graph["n_systems"],))
     return out.index_add(-1, graph["system_index"], values)
 
@@ -128,6 +134,18 @@ def member_gradients(
     return (torch.stack(forces) if forces else None), (torch.stack(virials) if virials else None)
 
 
+def _skin_setting() -> float:
+    """MLIPSERVE_NEIGHBOR_SKIN (Å, default 0.3): Verlet skin of the reused pair list; 0: none."""
+    raw = os.environ.get("MLIPSERVE_NEIGHBOR_SKIN", "0.3")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"MLIPSERVE_NEIGHBOR_SKIN must be a distance ≥ 0 (Å), not {raw!r}")
+    return value
+
+
 def _edges_per_pass_setting() -> int:
     """MLIPSERVE_MEMBER_EDGES_PER_PASS (default 1,000,000), a positive integer."""
     raw = os.environ.get("MLIPSERVE_MEMBER_EDGES_PER_PASS", "1000000")
@@ -159,9 +177,11 @@ class TorchPotential:
         if self.device.type == "cpu":
             keep_freed_memory()  # page faults on big tensors cost more than the arithmetic
         self.member_edges_per_pass = _edges_per_pass_setting()
+        self.neighbors = VerletNeighbors(info.cutoff, _skin_setting())
         self.module = module.to(device=self.device, dtype=self.dtype).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self.compiled = compiled_module(self.module) if compile_setting() else None
         props = ("energy", "forces", "stress", "energies")
         if info.ensemble_size:
             props = props + ("uncertainty",)
@@ -175,7 +195,7 @@ class TorchPotential:
         """The module's input for `batch`: atoms, neighbour list (the model's cutoff),
         conditions, positions and cell, as tensors on the model's device and dtype."""
         if getattr(self.module, "needs_neighbors", True):
-            edge_index, edge_shift = batch_neighbors(batch, self.info.cutoff)
+            edge_index, edge_shift = self.neighbors(batch)
         else:  # external-field models: no pair list to build
             edge_index, edge_shift = np.zeros((2, 0), np.int64), np.zeros((0, 3))
         return {
@@ -201,7 +221,16 @@ class TorchPotential:
                 graph["edge_index"].shape[1],
                 self.member_edges_per_pass,
             )
-        passes = [self._members_pass(graph, positions, cell, properties, chunk) for chunk in chunks]
+        if self.compiled is not None and chunks == [None]:
+            try:
+                passes = [self._members_pass(graph, positions, cell, properties, None, True)]
+            except Exception as err:  # inductor failed: eager from now on, same results
+                log.warning("compiled model failed (%s); serving eager from now on", err)
+                self.compiled = None
+        if self.compiled is None or chunks != [None]:
+            passes = [
+                self._members_pass(graph, positions, cell, properties, chunk) for chunk in chunks
+            ]
         parts = {
             key: None if passes[0][key] is None else torch.cat([p[key] for p in passes])
             for key in passes[0]
@@ -215,6 +244,7 @@ class TorchPotential:
         cell: torch.Tensor,
         properties: frozenset[str],
         chunk: tuple[int, int] | None,
+        compiled: bool = False,
     ):
         """Energies (k, S), per-atom energies and charges (k, A), forces (k, A, 3), virials
         (k, S, 3, 3), dipoles (k, S, 3) and Born charges (k, A, 3, 3) of the members in
@@ -224,6 +254,7 @@ class TorchPotential:
         need_stress = "stress" in properties
         if chunk is None:
             call, k = self.module, geometry_members(self.module)
+            call = self.compiled if compiled else call
         else:
             params = self.module.member_parameters(*chunk)
             call, k = partial(torch.func.functional_call, self.module, params), chunk[1] - chunk[0]

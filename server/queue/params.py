@@ -22,7 +22,7 @@ from mlipserve.server.labellers.policy import LabellerPolicy, PolicyError
 from mlipserve.server.queue.datasets import DatasetError, ShareBook, authorize
 from mlipserve.server.queue.payload import atoms_from_dict
 
-ADMIN_KINDS = frozenset({"retrain", "evaluate", "promote"})
+ADMIN_KINDS = frozenset({"retrain", "evaluate", "promote", "harvest_round"})
 MODEL_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 MAX_INFO_KEYS, MAX_INFO_CHARS = 32, 256
 
@@ -103,11 +103,18 @@ class PromoteParams(EvaluateParams):
     )
 
 
+class HarvestRoundParams(_Params):
+    """One active-learning round of a harvesting model (its settings: the model's metadata)."""
+
+    model: MODEL_NAME = Field(description="stored model whose harvest pool the round uses")
+
+
 SCHEMAS: dict[str, type[_Params]] = {
     "label": LabelParams,
     "retrain": RetrainParams,
     "evaluate": EvaluateParams,
     "promote": PromoteParams,
+    "harvest_round": HarvestRoundParams,
 }
 
 
@@ -175,7 +182,7 @@ def check_job(
             authorize(parsed.dataset, caller.tenant, caller.role, shares)
         elif isinstance(parsed, RetrainParams):
             authorize(parsed.dataset, caller.tenant, caller.role, shares)
-        else:
+        elif isinstance(parsed, EvaluateParams):
             authorize(parsed.holdout, caller.tenant, caller.role, shares, "params.holdout")
     except PolicyError as err:
         raise ParamError(str(err), err.status) from None

@@ -1,4 +1,5 @@
-"""The job kinds: label, retrain, evaluate, promote. Each is idempotent: a re-run is harmless.
+"""The job kinds: label, retrain, evaluate, promote, harvest_round. Each is idempotent: a
+re-run is harmless.
 
 A job is `fn(ctx, params) -> result` (plain data); `JobError` is a permanent failure.
 """
@@ -227,9 +228,20 @@ def _existing_candidate(store, name: str, job_id: str) -> dict | None:
     return None
 
 
+def harvest_round(ctx: JobContext, params: dict) -> dict:
+    """select → label → retrain → promote from a harvesting model's pool (`harvest_round.py`).
+
+    params: model.
+    """
+    from mlipserve.server.queue.harvest_round import run_round
+
+    return run_round(ctx, params)
+
+
 JOBS: dict[str, Callable[[JobContext, dict], dict]] = {
     "label": label,
     "retrain": retrain,
     "evaluate": evaluate,
     "promote": promote,
+    "harvest_round": harvest_round,
 }

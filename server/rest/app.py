@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from mlipserve import __version__
 from mlipserve.server.auth import KeyStore
 from mlipserve.server.config import rest_body_cap
-from mlipserve.server.rest import evaluate, health, jobs, models
+from mlipserve.server.rest import evaluate, harvest, health, jobs, models, status
 from mlipserve.server.rest.security import RequestGuard, principal
 from mlipserve.server.serving.checks import Limits
 from mlipserve.server.serving.registry import Registry
@@ -31,11 +31,13 @@ def create_app(
     tenants: TenantLimits | None = None,
     queue_url: str | None = None,
     max_body_bytes: int | None = None,
+    replica: str = "",
 ) -> FastAPI:
     """The REST app; `grpc_serving` tells readiness whether the gRPC side is up.
 
     Request bodies are capped before they are read: uploads at `max_upload_bytes` plus the
     form's framing, every other body at `max_body_bytes` (default: what `limits` admit).
+    `replica` names this server on the status page (as gRPC responses do).
     """
     app = FastAPI(
         title="mlipserve",
@@ -54,6 +56,7 @@ def create_app(
     app.state.max_upload_bytes = max_upload_bytes
     app.state.tenants = tenants or TenantLimits()
     app.state.queue_url = queue_url
+    app.state.replica = replica
 
     @app.get("/openapi.json", dependencies=[Depends(principal)], include_in_schema=False)
     async def openapi() -> dict:
@@ -64,10 +67,12 @@ def create_app(
     app.include_router(models.router)
     app.include_router(evaluate.router)
     app.include_router(jobs.router)
+    app.include_router(harvest.router)
+    app.include_router(status.router)
     app.add_middleware(
         RequestGuard,
         keys=keys,
-        public=health.PUBLIC,
+        public=health.PUBLIC | status.PUBLIC,
         body_cap=max_body_bytes or rest_body_cap(limits),
         upload_cap=max_upload_bytes + UPLOAD_FRAMING,
     )

@@ -204,6 +204,9 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
         record_request(name, "REST", "INVALID_ARGUMENT")
         raise HTTPException(422, str(results))
     record_request(name, "REST", "OK", stats.queue_wait_s)
+    request.app.state.registry.live.record_request(
+        name, caller.tenant, job.n_atoms, stats.queue_wait_s, stats.compute_s, stats.atoms
+    )
     info = loaded.model.info
     out = {
         "model": info.name,

@@ -32,6 +32,7 @@ class EvalRequest:
     properties: frozenset[str]
     n_atoms: int
     warnings: tuple[tuple[str, ...], ...] = ()  # per system
+    harvest: bool = False  # compute the ensemble spread for the harvester (serving/harvest.py)
 
 
 def contact_warnings(
@@ -246,6 +247,8 @@ def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dic
     or an InvalidInput naming its first system whose result was not finite."""
     systems = [s for r in requests for s in r.systems]
     properties = frozenset().union(*(r.properties for r in requests))
+    if any(r.harvest for r in requests):  # the spread is cheap: members are computed anyway
+        properties |= {"uncertainty"}
     per_system = compute_grouped(model, systems, properties)
     per_request: list[list[dict] | InvalidInput] = []
     s = 0
@@ -258,6 +261,9 @@ def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dic
             per_request.append(InvalidInput(f"systems[{failed}]: {chunk[failed]['error']}"))
             continue
         results = [{k: v for k, v in res.items() if k in keys} for res in chunk]
+        if request.harvest:  # popped by the service before the response is encoded
+            for res, full in zip(results, chunk):
+                res["harvest_sigma"] = full.get("max_force_std")
         for i, res in enumerate(results):
             given = request.warnings[i] if i < len(request.warnings) else ()
             n_atoms = len(request.systems[i].numbers)

@@ -12,11 +12,13 @@ from mlipserve.server.models.base import Potential
 from mlipserve.server.serving.batcher import DynamicBatcher
 from mlipserve.server.serving.checks import InvalidInput
 from mlipserve.server.serving.dispatch import EvalRequest, run_requests
+from mlipserve.server.serving.livestats import LiveStats
 from mlipserve.server.serving.metrics import LOADED, record_batch
 
 
-def instrumented(model: Potential):
-    """The batch function of a model, recording each batch's size and compute time."""
+def instrumented(model: Potential, live: LiveStats | None = None):
+    """The batch function of a model, recording each batch's size and compute time (in
+    Prometheus and, when given, the status page's window `live`)."""
     run = functools.partial(run_requests, model)
     name = model.info.name
 
@@ -26,6 +28,9 @@ def instrumented(model: Potential):
         elapsed = time.perf_counter() - start
         atoms = sum(r.n_atoms for r in requests)
         record_batch(name, len(requests), atoms, elapsed)
+        if live is not None:
+            systems = sum(len(r.systems) for r in requests)
+            live.record_batch(name, model.info.version, len(requests), systems, atoms, elapsed)
         log.debug(  # one line per batch: INFO would drown a busy server's log
             "batch",
             extra={
@@ -77,6 +82,7 @@ class Registry:
         self._models: dict[str, dict[str, LoadedModel]] = {}
         self._defaults: dict[str, str] = {}
         self.default_model = ""
+        self.live = LiveStats()  # recent batches and requests, for the status page
 
     def add(self, model: Potential, *, make_default: bool = True) -> LoadedModel:
         """Register a loaded model version and give it a batcher."""
@@ -84,7 +90,7 @@ class Registry:
         if info.version in self._models.get(info.name, {}):
             raise ValueError(f"model {info.name!r} version {info.version!r} is already loaded")
         batcher = DynamicBatcher(
-            instrumented(model),
+            instrumented(model, self.live),
             max_batch_weight=self.max_batch_atoms,
             max_wait_s=self.max_wait_s,
             max_batch_items=None if self.batching else 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 import grpc.aio
@@ -13,7 +14,8 @@ from google.protobuf.message import DecodeError
 from mlipserve.server.auth import AuthError, KeyStore
 from mlipserve.server.serving.batcher import BatchFailed, BatchStats
 from mlipserve.server.serving.checks import InvalidInput, Limits, check_system_count
-from mlipserve.server.serving.dispatch import EvalRequest, make_request
+from mlipserve.server.serving.dispatch import EvalRequest, make_request, trust_levels
+from mlipserve.server.serving.harvest import Harvester
 from mlipserve.server.serving.interceptors import resolve
 from mlipserve.server.serving.metrics import record_request
 from mlipserve.server.serving.registry import LoadedModel, Registry, UnknownModel
@@ -89,7 +91,9 @@ class PotentialService(pb_grpc.PotentialServicer):
         keys: KeyStore | None = None,
         tenants: TenantLimits | None = None,
         replica: str = "",
+        harvester: Harvester | None = None,
     ) -> None:
+        self.harvester = harvester  # keeps uncertain structures for active learning
         self.replica = replica  # named in every response (several servers behind one name)
         self.registry = registry
         self.limits = limits
@@ -115,7 +119,16 @@ class PotentialService(pb_grpc.PotentialServicer):
         except WireError as err:
             raise InvalidInput(str(err)) from None
         properties = _property_names(request)
-        return loaded, make_request(systems, properties, loaded.model.info, self.limits)
+        job = make_request(systems, properties, loaded.model.info, self.limits)
+        info = loaded.model.info
+        if (  # harvested: the batch also computes the ensemble spread
+            self.harvester is not None
+            and not request.no_harvest
+            and "uncertainty" in info.properties
+            and self.harvester.wants(info.name)
+        ):
+            job = replace(job, harvest=True)
+        return loaded, job
 
     async def _prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """`prepare` on the event loop for one small system, else on the decode threads (a
@@ -174,6 +187,13 @@ class PotentialService(pb_grpc.PotentialServicer):
             record_request(model, method, "INVALID_ARGUMENT")
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(results))
         record_request(model, method, "OK", stats.queue_wait_s)
+        if job.harvest and self.harvester is not None:
+            sigmas = [r.pop("harvest_sigma", None) for r in results]
+            info = loaded.model.info
+            self.harvester.offer(info.name, trust_levels(info)[0], tenant, job.systems, sigmas)
+        self.registry.live.record_request(
+            model, tenant, job.n_atoms, stats.queue_wait_s, stats.compute_s, stats.atoms
+        )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "request",

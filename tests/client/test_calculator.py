@@ -195,7 +195,13 @@ def test_deepcopy_and_todict(server):
         assert (
             twin.todict()
             == calc.todict()
-            == {"target": [server.address], "model": "lj", "stream": True, "uncertainty": False}
+            == {
+                "target": [server.address],
+                "model": "lj",
+                "stream": True,
+                "uncertainty": False,
+                "harvest": True,
+            }
         )
         other = start_atoms()
         other.calc = twin

@@ -13,6 +13,7 @@ from ase.build import bulk
 from mlipserve.client import Client, MLIPServeError
 from mlipserve.server.auth import AuthError, KeyStore
 from mlipserve.server.config import Settings
+from mlipserve.server.rest import health, status
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 from tests.conftest import ServerThread
@@ -43,6 +44,9 @@ def routes(srv) -> list[Route]:
     return out + [Route("/openapi.json", {"GET"})]
 
 
+PUBLIC = health.PUBLIC | status.PUBLIC  # /healthz, /status and its static files
+
+
 def fill(path: str) -> str:
     return path.replace("{name}", "lj").replace("{version}", "builtin-1")
 
@@ -54,8 +58,9 @@ def test_every_rest_route_but_healthz_needs_a_key(secured):
         for route in routes(srv):
             for method in route.methods - {"HEAD"}:
                 reply = http.request(method, fill(route.path))
-                if route.path == "/healthz":
+                if route.path in PUBLIC:  # probes, and the status page's data-free shell
                     assert reply.status_code == 200
+                    assert "lab-a" not in reply.text and "builtin-1" not in reply.text
                     continue
                 assert reply.status_code == 401, (method, route.path, reply.status_code)
                 bad = http.request(
@@ -64,6 +69,7 @@ def test_every_rest_route_but_healthz_needs_a_key(secured):
                 assert bad.status_code == 401
                 checked += 1
     assert checked >= 10
+    assert PUBLIC | {"/v1/status"} <= {route.path for route in routes(srv)}
 
 
 def test_admin_routes_refuse_a_user_key(secured):
@@ -75,6 +81,8 @@ def test_admin_routes_refuse_a_user_key(secured):
         ("POST", "/v1/models/{name}/versions/{version}/unload"),
         ("DELETE", "/v1/models/{name}/versions/{version}"),
         ("PUT", "/v1/datasets/shares/{owner}/{name}"),
+        ("GET", "/v1/models/{name}/harvest"),
+        ("PUT", "/v1/models/{name}/harvest"),
     }
     found = set()
     with httpx.Client(base_url=srv.rest_url, headers={"authorization": f"Bearer {user}"}) as http:

@@ -60,20 +60,22 @@ class System(_message.Message):
     def __init__(self, positions: _Optional[_Union[Array, _Mapping]] = ..., numbers: _Optional[_Union[Array, _Mapping]] = ..., cell: _Optional[_Union[Array, _Mapping]] = ..., pbc: _Optional[_Iterable[bool]] = ..., conditions: _Optional[_Mapping[str, Array]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("model", "version", "systems", "properties", "request_id", "priority")
+    __slots__ = ("model", "version", "systems", "properties", "request_id", "priority", "no_harvest")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SYSTEMS_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NO_HARVEST_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     systems: _containers.RepeatedCompositeFieldContainer[System]
     properties: _containers.RepeatedScalarFieldContainer[Property]
     request_id: str
     priority: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    no_harvest: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ..., no_harvest: _Optional[bool] = ...) -> None: ...
 
 class SystemResult(_message.Message):
     __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges")
