@@ -114,6 +114,15 @@ def labellers_enable(
         ),
     ] = None,
     max_atoms: Annotated[int | None, typer.Option(help="Atoms per structure at most.")] = None,
+    slurm: Annotated[
+        str | None,
+        typer.Option(
+            help="Run this labeller's calculations as Slurm jobs: a JSON object (or @file.json) "
+            'of SlurmSettings, e.g. \'{"partition": "cpu", "time_min": 30, "mem_gb": 4, '
+            '"structures_per_job": 8}\' (folder, partition, time_min, mem_gb, cpus_per_task, '
+            "structures_per_job, setup, additional, python, poll_s); {} for the defaults."
+        ),
+    ] = None,
     store: STORE = None,
 ) -> None:
     """Enable (or redefine) a labeller for queue jobs."""
@@ -149,7 +158,10 @@ def labellers_enable(
     )
     try:
         entry = LabellerEntry(
-            fixed=fixed_settings, user=rules, max_atoms=max_atoms or base.max_atoms
+            fixed=fixed_settings,
+            user=rules,
+            max_atoms=max_atoms or base.max_atoms,
+            slurm=_json(slurm, "--slurm") if slurm is not None else None,
         )
         policy.labellers[name] = entry
         policy = type(policy).model_validate(policy.model_dump())

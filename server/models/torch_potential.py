@@ -46,8 +46,7 @@ def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def sum_per_system(values: torch.Tensor, graph: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum per-atom values (..., A) into per-system values (..., S)."""
-    if graph["n_systems"] == 1:  # a plain sum (inductor's parallel scatter can fail here)
-        return values.sum(-1, keepdim=True)
+    # index_add even for one system: the same summation order alone or in a batch
     out = values.new_zeros(values.shape[:-1] + (graph["n_systems"],))
     return out.index_add(-1, graph["system_index"], values)
 
@@ -135,8 +134,9 @@ def member_gradients(
 
 
 def _skin_setting() -> float:
-    """MLIPSERVE_NEIGHBOR_SKIN (Å, default 0.3): Verlet skin of the reused pair list; 0: none."""
-    raw = os.environ.get("MLIPSERVE_NEIGHBOR_SKIN", "0.3")
+    """MLIPSERVE_NEIGHBOR_SKIN (Å, default 0: a fresh list per call, bit-identical results call
+    to call): Verlet skin of a pair list reused across MD steps (last-bit differences)."""
+    raw = os.environ.get("MLIPSERVE_NEIGHBOR_SKIN", "0")
     try:
         value = float(raw)
     except ValueError:

@@ -144,3 +144,16 @@ def test_a_broken_policy_file_fails_closed(tmp_path):
     policy_path(tmp_path).write_text('{"labellers": {"ase:os.system": {"user": {}}}, "x": 1}')
     with pytest.raises(PolicyError, match="is invalid"):
         load_policy(tmp_path)
+
+
+def test_operator_sends_a_labeller_to_slurm_with_the_cli(tmp_path):
+    store = tmp_path / "models"
+    slurm = '{"partition": "cpu", "time_min": 30, "mem_gb": 4, "structures_per_job": 8}'
+    out = cli("labellers", "enable", "emt", "--slurm", slurm, "--store", str(store))
+    assert out.returncode == 0, out.stderr + out.stdout
+    entry = load_policy(store).labellers["emt"]
+    assert entry.slurm is not None and entry.slurm.partition == "cpu"
+    assert (entry.slurm.time_min, entry.slurm.mem_gb, entry.slurm.structures_per_job) == (30, 4, 8)
+    bad = cli("labellers", "enable", "emt", "--slurm", '{"nodes": 99}', "--store", str(store))
+    assert bad.returncode == 2 and "nodes" in bad.stdout and "Traceback" not in bad.stderr
+    assert load_policy(store).labellers["emt"].slurm.partition == "cpu"  # unchanged
