@@ -90,6 +90,8 @@ class KeyStore:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         if not tenant or len(tenant) > 64:
             raise ValueError("tenant must be 1 to 64 characters")
+        if tenant.startswith("_"):  # the service's own tenants (e.g. `_harvest`'s datasets)
+            raise ValueError(f"tenant names starting with '_' are reserved, not {tenant!r}")
         key_id = secrets.token_hex(8)
         key = f"mls_{key_id}_{secrets.token_urlsafe(24)}"
         with self.engine.begin() as conn:

@@ -155,6 +155,8 @@ def test_key_store_backends(tmp_path, backend):
         store.verify(key[:-2] + "xx")
     with pytest.raises(ValueError, match="role"):
         store.create("root", "lab-b")
+    with pytest.raises(ValueError, match="reserved"):  # `_harvest` owns the harvested labels
+        store.create("admin", "_harvest")
     assert store.revoke(key_id)
     with pytest.raises(AuthError, match="revoked"):
         store.verify(key)
