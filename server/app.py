@@ -82,7 +82,10 @@ class RunningServer:
             await self.rest_task
         await self.registry.close()
         if self.harvester is not None:
-            await asyncio.to_thread(self.harvester.stop)
+            try:
+                await asyncio.to_thread(self.harvester.stop)
+            except RuntimeError:  # the loop's executor is already shut (interpreter exit)
+                self.harvester.stop()
 
 
 def rest_socket(host: str, port: int) -> socket.socket:
