@@ -183,8 +183,14 @@ def test_failed_slurm_job_becomes_a_failed_label_with_the_reason(slurm, tmp_path
 
 def test_timeout_becomes_a_failed_label_and_others_are_stored(slurm, tmp_path):
     """One chunk runs out of time (Slurm ends it at its EndTime); the other chunk's labels
-    are stored and the failed structures name TIMEOUT."""
-    slurm_policy(tmp_path, structures_per_job=1, setup=["sleep 20"], time_min=5)
+    are stored and the failed structures name TIMEOUT.
+
+    slurmctld looks at time limits only every 30 s (PERIODIC_TIMEOUT): a fixed sleep in the
+    setup could end first, and the batch script then reaches srun as the job is being ended
+    (it ends FAILED, "Unable to create step", not TIMEOUT). So each chunk waits at a gate:
+    the other chunk is let through, the first never is."""
+    gate = f"until [ -e {tmp_path}/go-$SLURM_JOB_ID ]; do sleep 0.5; done"
+    slurm_policy(tmp_path, structures_per_job=1, setup=[gate], time_min=5)
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     store = JobStore(url)
     job = store.submit("label", {"structures": cu_frames(2, seed=30), "dataset": "slurm"})
@@ -195,8 +201,10 @@ def test_timeout_becomes_a_failed_label_and_others_are_stored(slurm, tmp_path):
     worker.start()
     wait_until(lambda: len(store.kv_get(f"slurm:{job.id}") or {}) == 2, 60, "not submitted")
     first = sorted(store.kv_get(f"slurm:{job.id}").values())[0]
+    (second,) = set(store.kv_get(f"slurm:{job.id}").values()) - {first}
     wait_until(lambda: sacct("-o", "State", "-j", first) == [["RUNNING"]], 60, "never ran")
     subprocess.run(["scontrol", "update", f"jobid={first}", "EndTime=now"], check=True)
+    (tmp_path / f"go-{second}").touch()
     worker.join(120)
     record = store.get(job.id)
     assert record.state == "done", record.logs
