@@ -238,6 +238,7 @@ def builtin_entries() -> dict[str, LabellerEntry]:
                 "max_cycle": _num("int", 1, 500),
                 "grid_level": _num("int", 0, 9),
                 "density_fit": SettingRule(type="bool"),
+                "electric_field": _num("vector3", -10.0, 10.0),
             },
         ),
     }

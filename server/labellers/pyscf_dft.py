@@ -1,8 +1,15 @@
 """Kohn-Sham DFT (or Hartree-Fock) labels for molecules through PySCF.
 
 Energies come from ``mf.kernel()`` in Hartree, forces from the analytic nuclear gradient in
-Hartree/Bohr: ``E[eV] = E_h · Hartree``, ``F[eV/Å] = -∇E · Hartree / Bohr``. An SCF that does
-not converge within ``max_cycle`` gives a failed Label and is never stored as data.
+Hartree/Bohr: ``E[eV] = E_h · Hartree``, ``F[eV/Å] = -∇E · Hartree / Bohr``, dipoles (e·Å)
+from the SCF density. An SCF that does not converge within ``max_cycle`` gives a failed Label
+and is never stored as data.
+
+A uniform electric field (V/Å, the convention of the xtb labeller and of the served field
+models) adds ``E·r`` to the one-electron Hamiltonian and ``-Σ_A Z_A E·R_A`` to the nuclear
+energy, so the energy is the electric enthalpy (``dE/dE_field = -dipole``); the analytic
+gradient gets the matching terms (``-(∇μ|E·r|ν)`` and ``+Z_A E`` on each nucleus). Origin:
+the coordinate origin, as for xTB.
 
 Periodic cells are refused: PySCF's ``pbc`` module needs pseudopotentials, k-point meshes and
 plane-wave-like basis sets that a labelling job cannot choose sensibly for arbitrary cells, and
@@ -43,6 +50,7 @@ class PyscfLabeller:
         max_cycle: SCF cycle limit.
         grid_level: DFT integration grid level (0-9).
         density_fit: use density fitting (faster for larger molecules).
+        electric_field: uniform field (V/Å, 3 components); None: no field.
     """
 
     name = "pyscf"
@@ -57,6 +65,7 @@ class PyscfLabeller:
         max_cycle: int = 50,
         grid_level: int = 3,
         density_fit: bool = False,
+        electric_field: Sequence[float] | None = None,
     ) -> None:
         if int(spin) < 0:
             raise ValueError(f"spin is the number of unpaired electrons 2S >= 0, got {spin}")
@@ -74,6 +83,12 @@ class PyscfLabeller:
         self.max_cycle = int(max_cycle)
         self.grid_level = int(grid_level)
         self.density_fit = bool(density_fit)
+        self.electric_field = None
+        if electric_field is not None:
+            field = np.asarray(electric_field, dtype=float)
+            if field.shape != (3,) or not np.all(np.isfinite(field)):
+                raise ValueError(f"electric_field must be 3 finite numbers (V/Å), got {field}")
+            self.electric_field = field
         self.version = package_version("pyscf")
 
     @property
@@ -89,6 +104,7 @@ class PyscfLabeller:
                 "max_cycle": self.max_cycle,
                 "grid_level": self.grid_level,
                 "density_fit": self.density_fit,
+                "electric_field_V_per_A": self.electric_field,
             }
         )
 
@@ -112,7 +128,15 @@ class PyscfLabeller:
             mf.grids.level = self.grid_level
         mf.conv_tol = self.conv_tol
         mf.max_cycle = self.max_cycle
+        if self.electric_field is not None:
+            _add_field(mf, self.electric_field * Bohr / Hartree)
         return mf.density_fit() if self.density_fit else mf
+
+    def _gradient(self, mf) -> np.ndarray:
+        grad = mf.nuc_grad_method()
+        if self.electric_field is not None:
+            _add_field_gradient(grad, self.electric_field * Bohr / Hartree)
+        return np.asarray(grad.kernel())
 
     def _compute(self, atoms: Atoms) -> dict:
         mf = self.mean_field(atoms)
@@ -127,10 +151,12 @@ class PyscfLabeller:
                 f"SCF not converged after {self.max_cycle} cycles (conv_tol={self.conv_tol:g} Ha)",
                 {"scf": scf_info},
             )
-        gradient = np.asarray(mf.nuc_grad_method().kernel())
+        gradient = self._gradient(mf)
+        dipole = np.asarray(mf.dip_moment(unit="AU", verbose=0)) * Bohr
         return {
             "energy": float(energy) * Hartree,
             "forces": -gradient * Hartree / Bohr,
+            "dipole": dipole,
             "_provenance": {"scf": scf_info},
         }
 
@@ -146,6 +172,30 @@ class PyscfLabeller:
             )
         provenance = {"labeller": self.name, "version": self.version, "settings": self.settings}
         return [run_one(atoms, self._compute, provenance) for atoms in structures]
+
+
+def _add_field(mf, field_au: np.ndarray) -> None:
+    """Put a uniform field (atomic units) into `mf`'s core Hamiltonian and nuclear energy."""
+    mol = mf.mol
+    h_field = np.einsum("x,xij->ij", field_au, mol.intor("int1e_r", comp=3))
+    nuc_field = -float(mol.atom_charges() @ (mol.atom_coords() @ field_au))
+    base_hcore, base_nuc = mf.get_hcore, mf.energy_nuc
+    mf.get_hcore = lambda *args, **kw: base_hcore(*args, **kw) + h_field
+    mf.energy_nuc = lambda *args, **kw: base_nuc(*args, **kw) + nuc_field
+
+
+def _add_field_gradient(grad, field_au: np.ndarray) -> None:
+    """The field's terms of the nuclear gradient: -(∇μ|E·r|ν) in the core part, -Z_A E on nuclei."""
+    mol = grad.mol
+    n = mol.nao
+    # int1e_irp is (μ| r_x ∇_d |ν), component 3x + d; (∇_d μ| r_x |ν) is its transpose.
+    irp = mol.intor("int1e_irp", comp=9).reshape(3, 3, n, n)
+    d_field = np.einsum("x,xdij->dji", field_au, irp)
+    base_hcore, base_nuc = grad.get_hcore, grad.grad_nuc
+    grad.get_hcore = lambda *args, **kw: base_hcore(*args, **kw) - d_field
+    grad.grad_nuc = lambda *args, **kw: (
+        base_nuc(*args, **kw) - np.outer(mol.atom_charges(), field_au)
+    )
 
 
 class SCFNotConverged(LabelFailure):
