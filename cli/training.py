@@ -18,13 +18,32 @@ def make_data(
     seed: Annotated[int, typer.Option(help="Random seed (another seed: an independent set).")] = 0,
     scale: Annotated[int, typer.Option(help="Multiply the set's size.")] = 1,
     ood: Annotated[bool, typer.Option(help="Write the out-of-distribution set instead.")] = False,
+    wide: Annotated[
+        bool, typer.Option(help="Write the widening set (uneven alloys, vacancies, MD).")
+    ] = False,
+    independent: Annotated[
+        bool,
+        typer.Option(
+            help="Write the independent alloy test set (another procedure; --scale: x40)."
+        ),
+    ] = False,
 ) -> None:
     """Generate the EMT-labelled metal/alloy set the default model is trained on."""
     import ase.io
 
-    from mlipserve.server.training.emt_data import generate, out_of_distribution
+    from mlipserve.server.training import emt_data
+    from mlipserve.server.training.alloy_testset import independent_alloys
 
-    frames = out_of_distribution(seed) if ood else generate(seed, scale)
+    if sum((ood, wide, independent)) > 1:
+        raise typer.BadParameter("choose at most one of --ood, --wide, --independent")
+    if ood:
+        frames = emt_data.out_of_distribution(seed)
+    elif wide:
+        frames = emt_data.wide(seed, scale)
+    elif independent:
+        frames = independent_alloys(seed, 40 * scale)
+    else:
+        frames = emt_data.generate(seed, scale)
     output.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(output, frames, format="extxyz")
     console.print(f"wrote {len(frames)} structures ({sum(map(len, frames))} atoms) to {output}")

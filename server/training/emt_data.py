@@ -112,3 +112,38 @@ def out_of_distribution(seed: int) -> list[Atoms]:
         squeezed = bulk(metal, "fcc", a=LATTICE[metal] * 0.85, cubic=True) * (1, 1, 2)
         frames.append(label(strain_and_rattle(squeezed, rng, strain=0.02, rattle=0.1)))
     return frames
+
+
+def wide(seed: int, scale: int = 1) -> list[Atoms]:
+    """The widening of the training set (added in round 2): 2-5 component alloys with uneven
+    (Dirichlet) compositions on lattices scaled ±5 % around Vegard's law, single and double
+    vacancies, (100)/(111) alloy slabs and EMT MD of alloys at 600-1200 K (2x2x2 cells)."""
+    rng = np.random.default_rng(seed)
+    frames: list[Atoms] = []
+
+    def alloy(reps) -> Atoms:
+        elements = rng.choice(METALS, size=int(rng.integers(2, 6)), replace=False)
+        atoms = random_alloy(rng, elements, reps)
+        weights = rng.dirichlet(np.ones(len(elements)))
+        atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms), p=weights))
+        atoms.set_cell(atoms.cell * rng.uniform(0.95, 1.05), scale_atoms=True)
+        return atoms
+
+    for _ in range(scale):
+        for _ in range(8):
+            frames.append(label(strain_and_rattle(alloy((2, 2, 1)), rng, strain=0.02)))
+        for missing in (1, 1, 2, 2):
+            cell = alloy((2, 2, 2))
+            for _ in range(missing):
+                del cell[int(rng.integers(len(cell)))]
+            frames.append(label(strain_and_rattle(cell, rng, strain=0.01, rattle=0.06)))
+        for make in (fcc100, fcc111, fcc100, fcc111):
+            template = alloy((1, 1, 1))
+            a = float(np.linalg.norm(template.cell[0]))
+            slab = make("Cu", (2, 2, 4), a=a, vacuum=5.0, periodic=True)
+            slab.set_chemical_symbols(rng.choice(template.get_chemical_symbols(), len(slab)))
+            slab.positions += rng.normal(0, 0.06, slab.positions.shape)
+            frames.append(label(slab))
+        for temperature in (600, 1200):
+            frames.extend(md_snapshots(alloy((2, 2, 2)), rng, temperature, 2))
+    return frames
