@@ -146,10 +146,12 @@ def blas_threads() -> str:
     return os.environ.get("OPENBLAS_NUM_THREADS", "")
 
 
-def write_result(name: str, payload: dict) -> Path:
-    """Write benchmarks/results/<name>.json with the machine facts, BLAS threads and load."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, payload: dict, folder: Path | None = None) -> Path:
+    """Write <folder>/<name>.json (default benchmarks/results/) with the machine facts, BLAS
+    threads and load."""
+    folder = RESULTS if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     payload = {
         "benchmark": name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

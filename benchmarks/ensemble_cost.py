@@ -43,29 +43,26 @@ def provider(members: int, device: str) -> LocalProvider:
     return LocalProvider(TorchPotential(PaiNN(cfg), info))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-atoms", type=int, default=20000)
-    args = parser.parse_args()
-    single, ensemble = provider(1, args.device), provider(4, args.device)
+def measure(single, ensemble, sizes: dict = SIZES, repeats: int = 0) -> list[dict]:
+    """Rows of K=1 vs K=4 medians at `sizes` (fcc Cu cells), the largest again with every
+    member in one pass; `repeats` 0: by size."""
     rows = []
-    sizes = [(n, reps, None) for n, reps in SIZES.items() if n <= args.max_atoms]
-    if sizes:
-        sizes.append((*sizes[-1][:2], 10**12))  # the largest again, all members in one pass
+    plan = [(n, reps, None) for n, reps in sizes.items()]
+    if plan:
+        plan.append((*plan[-1][:2], 10**12))  # the largest again, all members in one pass
     default_budget = ensemble.model.member_edges_per_pass
-    for n, reps, budget in sizes:
+    for n, reps, budget in plan:
         ensemble.model.member_edges_per_pass = budget or default_budget
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * reps
         atoms.rattle(0.02, seed=0)
-        repeats = 10 if n < 5000 else 3
+        count = repeats or (10 if n < 5000 else 3)
         props = ["energy", "forces", "stress"]
         t1 = timed(
-            lambda atoms=atoms, props=props: single.evaluate([atoms], props), repeats, warmup=1
+            lambda atoms=atoms, props=props: single.evaluate([atoms], props), count, warmup=1
         )
         t4 = timed(
             lambda atoms=atoms, props=props: ensemble.evaluate([atoms], props + ["uncertainty"]),
-            repeats,
+            count,
             warmup=1,
         )
         edges = len(neighbor_list("i", atoms, 5.0))
@@ -88,6 +85,18 @@ def main() -> None:
             f"{row['us_per_atom_k4']:.1f} µs/atom  {passes} pass(es)  "
             f"peak {row['peak_rss_gb_so_far']:.1f} GB"
         )
+    ensemble.model.member_edges_per_pass = default_budget
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-atoms", type=int, default=20000)
+    args = parser.parse_args()
+    single, ensemble = provider(1, args.device), provider(4, args.device)
+    sizes = {n: reps for n, reps in SIZES.items() if n <= args.max_atoms}
+    rows = measure(single, ensemble, sizes)
     path = write_result(
         "ensemble_cost",
         {

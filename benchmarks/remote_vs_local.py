@@ -27,6 +27,38 @@ def structure(model: str, reps) -> object:
     return atoms
 
 
+def compare(model: str, local, session, sizes: dict = SIZES, repeats: int = 0) -> list[dict]:
+    """Rows of in-process (`local`) vs remote (`session`) medians of `model` at `sizes`."""
+    rows = []
+    for n, reps in sizes.items():
+        atoms = structure(model, reps)
+        count = repeats or {64: 200, 1000: 30, 10000: 5}.get(n, 5)
+        rng = np.random.default_rng(1)
+
+        def bump(atoms=atoms, rng=rng):
+            atoms.positions += rng.normal(0, 1e-4, atoms.positions.shape)
+
+        t_local, t_remote = interleaved(
+            lambda atoms=atoms: (bump(), local.evaluate([atoms])),
+            lambda atoms=atoms: (bump(), session.evaluate(atoms)),
+            count,
+        )
+        row = {
+            "model": model,
+            "atoms": len(atoms),
+            "local": summarize(t_local),
+            "remote": summarize(t_remote),
+        }
+        row["ratio_median"] = row["remote"]["median_us"] / row["local"]["median_us"]
+        rows.append(row)
+        print(
+            f"{model:6s} {len(atoms):6d} atoms  local {row['local']['median_us']:10.0f} µs"
+            f"  remote {row['remote']['median_us']:10.0f} µs"
+            f"  ratio {row['ratio_median']:.3f}"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="emt,lj,default")
@@ -37,32 +69,7 @@ def main() -> None:
         local = LocalProvider(load_builtin(model))
         with ChildServer("--models", model) as server:
             session = Client(server.address, model).stream()
-            for n, reps in SIZES.items():
-                atoms = structure(model, reps)
-                repeats = args.repeats or {64: 200, 1000: 30, 10000: 5}[n]
-                rng = np.random.default_rng(1)
-
-                def bump(atoms=atoms, rng=rng):
-                    atoms.positions += rng.normal(0, 1e-4, atoms.positions.shape)
-
-                t_local, t_remote = interleaved(
-                    lambda atoms=atoms, local=local: (bump(), local.evaluate([atoms])),
-                    lambda atoms=atoms, session=session: (bump(), session.evaluate(atoms)),
-                    repeats,
-                )
-                row = {
-                    "model": model,
-                    "atoms": len(atoms),
-                    "local": summarize(t_local),
-                    "remote": summarize(t_remote),
-                }
-                row["ratio_median"] = row["remote"]["median_us"] / row["local"]["median_us"]
-                rows.append(row)
-                print(
-                    f"{model:6s} {len(atoms):6d} atoms  local {row['local']['median_us']:10.0f} µs"
-                    f"  remote {row['remote']['median_us']:10.0f} µs"
-                    f"  ratio {row['ratio_median']:.3f}"
-                )
+            rows += compare(model, local, session, SIZES, args.repeats)
             session.close()
     path = write_result(
         "remote_vs_local", {"rows": rows, "goal": "<=1.05 at 1000, <=1.01 at 10000"}

@@ -71,9 +71,10 @@ def potentials(dtype: str):
     return base_tp.TorchPotential(module, info), new
 
 
-def trajectory(steps: int, seed: int = 0) -> list[SystemBatch]:
-    """108-atom fcc Cu, each step a small random move (≈ 0.02 Å per step, like MD)."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
+def trajectory(steps: int, seed: int = 0, reps=(3, 3, 3)) -> list[SystemBatch]:
+    """fcc Cu (108 atoms at `reps` 3x3x3 cubic), each step a small random move (≈ 0.02 Å
+    per step, like MD)."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(reps)
     atoms.rattle(0.05, seed=seed)
     rng = np.random.default_rng(seed)
     out = []
