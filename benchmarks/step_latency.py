@@ -1,13 +1,15 @@
-"""Issue 19 benchmark: small-system latency of the native model, today's code vs HEAD's.
+"""Issue 19 benchmark: small-system latency of the native model, today's code vs the code
+before the performance round (BASELINE, the last commit before it changed the model path).
 
 The shipped default ensemble (PaiNN, K = 4) on fcc Cu 3x3x3 cubic (108 atoms), energy +
 forces + stress + uncertainty, in process (`TorchPotential.compute`, neighbour list
 included), over an MD-like trajectory (every step moves each atom by a small random
-displacement, so a Verlet list is reused between rebuilds). HEAD's `painn.py` and
-`torch_potential.py` (extracted with `git show HEAD:…`) are loaded under other module
+displacement, so a Verlet list is reused between rebuilds). The baseline's `painn.py` and
+`torch_potential.py` (extracted with `git show BASELINE:…`) are loaded under other module
 names with the same weights; both run alternately in one process, single thread and two
 threads, in the served float32 and in float64, where every step's results must agree to
-1e-10. Goal: new / HEAD ≤ 0.4. Run: `.venv/bin/python -m benchmarks.step_latency`.
+1e-10. Goal: new / baseline ≤ 0.4. Run: `.venv/bin/python -m benchmarks.step_latency`
+(`--baseline REV` to compare with another revision, e.g. HEAD for a change not yet committed).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from mlipserve.wire import SystemArrays
 
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTIES = frozenset({"energy", "forces", "stress", "uncertainty"})
+BASELINE = "41eaae4"  # before Verlet reuse, torch.compile, index_add and the batched pipeline
 KEYS = ("energy", "energy_std", "forces", "forces_std", "stress")
 
 
-def baseline_modules(revision: str = "HEAD"):
-    """HEAD's painn and torch_potential modules, imported as _baseline_* (same weights)."""
+def baseline_modules(revision: str = BASELINE):
+    """The baseline's painn and torch_potential modules, imported as _baseline_* (same weights)."""
     folder = Path(tempfile.mkdtemp(prefix="step_latency_"))
     for name in ("torch_potential", "painn"):
         text = subprocess.run(
@@ -61,9 +64,9 @@ def baseline_modules(revision: str = "HEAD"):
     return mods
 
 
-def potentials(dtype: str):
-    """(HEAD's evaluator, today's evaluator) of the shipped default model in `dtype`."""
-    base_tp, base_painn = baseline_modules()
+def potentials(dtype: str, revision: str = BASELINE):
+    """(The baseline's evaluator, today's evaluator) of the shipped default model in `dtype`."""
+    base_tp, base_painn = baseline_modules(revision)
     new = ModelStore(SHIPPED).load("default", dtype=dtype, device="cpu")
     module = base_painn.PaiNN(base_painn.PaiNNConfig(**new.module.cfg.to_dict()))
     module.load_state_dict(new.module.state_dict())
@@ -106,11 +109,11 @@ def stepper(potential, frames: list[SystemBatch]):
     return step
 
 
-def measure(dtype: str, threads: int, steps: int, compiled: bool) -> dict:
-    """Median step time of HEAD and today's code (eager, and compiled when asked),
-    alternately on the same trajectory; every result checked against HEAD's."""
+def measure(dtype: str, threads: int, steps: int, compiled: bool, revision: str = BASELINE) -> dict:
+    """Median step time of the baseline and today's code (eager, and compiled when asked),
+    alternately on the same trajectory; every result checked against the baseline's."""
     torch.set_num_threads(threads)
-    old, new = potentials(dtype)
+    old, new = potentials(dtype, revision)
     frames = trajectory(steps + 3)
     atol = 1e-10 if dtype == "float64" else 1e-3
     contenders = {"new": new}
@@ -131,7 +134,7 @@ def measure(dtype: str, threads: int, steps: int, compiled: bool) -> dict:
         )
     rebuilds = new.neighbors.rebuilds
     t_old, t_new = interleaved(stepper(old, frames), stepper(new, frames), steps, warmup=2)
-    times = {"head": t_old, "new": t_new}
+    times = {"baseline": t_old, "new": t_new}
     if "new_compiled" in contenders:
         _, times["new_compiled"] = interleaved(
             stepper(old, frames), stepper(contenders["new_compiled"], frames), steps, warmup=2
@@ -145,7 +148,7 @@ def measure(dtype: str, threads: int, steps: int, compiled: bool) -> dict:
     row.update({k: summarize(v) for k, v in times.items()})
     for key in ("new", "new_compiled"):
         if key in row:
-            row[f"ratio_{key}"] = row[key]["median_us"] / row["head"]["median_us"]
+            row[f"ratio_{key}"] = row[key]["median_us"] / row["baseline"]["median_us"]
     return {
         **row,
         "compile_s": compile_s,
@@ -160,14 +163,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision to compare with")
     args = parser.parse_args()
     rows = []
     modes = [False] if args.no_compile else [False, True]  # eager rows before any compile
     for compiled in modes:
         for dtype, threads in [(d, t) for d in ("float32", "float64") for t in (1, 2)]:
-            row = measure(dtype, threads, args.steps, compiled)
+            row = measure(dtype, threads, args.steps, compiled, args.baseline)
             rows.append(row)
-            ms = {k: row[k]["median_us"] / 1e3 for k in ("head", "new", "new_compiled") if k in row}
+            keys = ("baseline", "new", "new_compiled")
+            ms = {k: row[k]["median_us"] / 1e3 for k in keys if k in row}
             print(
                 f"{dtype} threads={threads}: "
                 + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items())
@@ -183,7 +188,8 @@ def main() -> None:
             "model": "default (PaiNN K=4, shipped)",
             "system": "fcc Cu 3x3x3 cubic, 108 atoms, MD-like steps",
             "properties": sorted(PROPERTIES),
-            "goal": "new / HEAD <= 0.4",
+            "goal": "new / baseline <= 0.4",
+            "baseline_revision": args.baseline,
             "note": "new: eager (default); new_compiled: MLIPSERVE_COMPILE=1 (torch.compile)",
             "rows": rows,
         },
