@@ -17,7 +17,7 @@ from mlipserve.client.core import (
     model_list,
     stream_error,
 )
-from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable
+from mlipserve.client.errors import DeadlineExceeded, InvalidInput, ServerUnavailable
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 
@@ -70,11 +70,19 @@ class AsyncClient(ClientCore):
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         call = self.prepare(systems, properties, timeout)
-        response = await self.with_retries(
+        try:
+            return call.results(await self._unary(call))
+        except InvalidInput as err:
+            again = self.old_server(call, err)
+            if again is None:
+                raise
+            return again.results(await self._unary(again))
+
+    async def _unary(self, call: Call) -> pb.EvaluateResponse:
+        return await self.with_retries(
             lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata),
             call,
         )
-        return call.results(response)
 
     async def list_models(self) -> list[dict]:
         """Models the server has loaded."""
@@ -144,10 +152,16 @@ class AsyncStreamSession:
     ):
         """Like AsyncClient.evaluate, over the open stream."""
         call = self.client.prepare(systems, properties, timeout)
-        response = await self.client.with_retries(
-            lambda: self._round_trip(call.request, call.deadline)
-        )
-        return call.results(response)
+        try:
+            return call.results(await self._send(call))
+        except InvalidInput as err:
+            again = self.client.old_server(call, err)
+            if again is None:
+                raise
+            return again.results(await self._send(again))
+
+    async def _send(self, call: Call) -> pb.EvaluateResponse:
+        return await self.client.with_retries(lambda: self._round_trip(call.request, call.deadline))
 
     async def close(self) -> None:
         """End the stream."""

@@ -19,7 +19,7 @@ from mlipserve.client.core import (
     model_list,
     stream_error,
 )
-from mlipserve.client.errors import DeadlineExceeded, ServerUnavailable
+from mlipserve.client.errors import DeadlineExceeded, InvalidInput, ServerUnavailable
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.v1 import potential_pb2_grpc as pb_grpc
 
@@ -44,6 +44,8 @@ class Client(ClientCore):
             lives and reopens on another when it dies. Default: on for a dns:/// target.
         harvest: let a server that harvests for active learning keep these structures
             (default); False sends `no_harvest` with every request, so nothing is kept.
+        packed: send all systems of a call as one set of arrays (default; a server that
+            predates it is detected on the first call and then sent per-system requests).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -93,11 +95,19 @@ class Client(ClientCore):
     ):
         """Evaluate one ase.Atoms (returns a dict) or a list of them (returns a list)."""
         call = self.prepare(systems, properties, timeout)
-        response = self.with_retries(
+        try:
+            return call.results(self._unary(call))
+        except InvalidInput as err:
+            again = self.old_server(call, err)
+            if again is None:
+                raise
+            return again.results(self._unary(again))
+
+    def _unary(self, call: Call) -> pb.EvaluateResponse:
+        return self.with_retries(
             lambda: self.stub.Evaluate(call.request, timeout=call.deadline, metadata=self.metadata),
             call,
         )
-        return call.results(response)
 
     def list_models(self) -> list[dict]:
         """Models the server has loaded."""
@@ -218,8 +228,16 @@ class StreamSession:
         if self._closed:
             raise RuntimeError("the stream session is closed")
         call = self.client.prepare(systems, properties, timeout)
-        response = self.client.with_retries(lambda: self._round_trip(call.request, call.deadline))
-        return call.results(response)
+        try:
+            return call.results(self._send(call))
+        except InvalidInput as err:
+            again = self.client.old_server(call, err)
+            if again is None:
+                raise
+            return again.results(self._send(again))
+
+    def _send(self, call: Call) -> pb.EvaluateResponse:
+        return self.client.with_retries(lambda: self._round_trip(call.request, call.deadline))
 
     def close(self) -> None:
         """End the stream."""

@@ -8,11 +8,11 @@ request is built and a response decoded) is made here, once.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -20,17 +20,18 @@ import grpc
 
 from mlipserve.client.errors import (
     DeadlineExceeded,
+    InvalidInput,
     MLIPServeError,
     ServerUnavailable,
     error_for,
     from_rpc_error,
 )
+from mlipserve.packed import decode_any_response, pack_systems, unpack_systems
 from mlipserve.v1 import potential_pb2 as pb
 from mlipserve.wire import (
     SystemArrays,
     decode_error,
     decode_model_info,
-    decode_response,
     property_enums,
 )
 
@@ -61,22 +62,37 @@ def build_request(
     version: str = "",
     priority: int = 0,
     harvest: bool = True,
+    packed: bool = False,
 ) -> pb.EvaluateRequest:
     """An EvaluateRequest for ASE Atoms (or SystemArrays) and property names (`harvest`
-    False marks it `no_harvest`: the server keeps none of its structures)."""
-    msgs = []
-    for s in systems:
-        arrays = s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s)
-        msgs.append(arrays.to_proto())
-    return pb.EvaluateRequest(
+    False marks it `no_harvest`: the server keeps none of its structures; `packed` sends
+    all systems as one set of arrays, where their conditions allow it)."""
+    arrays = [s if isinstance(s, SystemArrays) else SystemArrays.from_atoms(s) for s in systems]
+    request = pb.EvaluateRequest(
         model=model,
         version=version,
-        systems=msgs,
         properties=property_enums(properties),
         priority=priority,
         no_harvest=not harvest,
-        request_id=uuid.uuid4().hex[:16],
+        request_id=os.urandom(8).hex(),
     )
+    if not (packed and arrays and pack_systems(arrays, request.packed) is not None):
+        request.ClearField("packed")
+        request.systems.extend(a.to_proto() for a in arrays)
+    return request
+
+
+OLD_SERVER = "systems: the request holds no system"  # what a server without `packed` says
+
+
+def unpacked(request: pb.EvaluateRequest) -> pb.EvaluateRequest:
+    """The same request with its packed systems as per-system messages (for an old server)."""
+    out = pb.EvaluateRequest()
+    out.CopyFrom(request)
+    out.ClearField("packed")
+    systems = unpack_systems(request.packed, max_systems=1 << 62)
+    out.systems.extend(s.to_proto() for s in systems)
+    return out
 
 
 @dataclass(frozen=True)
@@ -140,8 +156,12 @@ class Attempts:
 
 def deadline_message(request: pb.EvaluateRequest, timeout: float) -> str:
     """What a client that gave up should be told: the size of the work and what happened to it."""
-    atoms = sum(int(s.numbers.shape[0]) if len(s.numbers.shape) else 0 for s in request.systems)
-    n = len(request.systems)
+    if request.HasField("packed"):
+        atoms = int(request.packed.positions.shape[0])
+        n = int(request.packed.counts.shape[0])
+    else:
+        atoms = sum(int(s.numbers.shape[0]) if len(s.numbers.shape) else 0 for s in request.systems)
+        n = len(request.systems)
     model = repr(request.model) if request.model else "the server's default model"
     return (
         f"deadline of {timeout:g} s exceeded for {n} system{'s' * (n != 1)} of {atoms} atoms "
@@ -161,7 +181,7 @@ class Call:
 
     def results(self, response: pb.EvaluateResponse) -> Any:
         """The decoded results: one dict for a single system, else a list of dicts."""
-        results = decode_response(response)
+        results = decode_any_response(response)
         return results[0] if self.single else results
 
 
@@ -215,7 +235,9 @@ class ClientCore:
         priority: int = 0,
         balance: bool | None = None,
         harvest: bool = True,
+        packed: bool = True,
     ) -> None:
+        self.packed = packed  # all systems as one set of arrays (off by itself on an old server)
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:
             raise ValueError("at least one target is needed")
@@ -238,8 +260,20 @@ class ClientCore:
     def request(self, systems: Sequence, properties: Iterable[str]) -> pb.EvaluateRequest:
         """An EvaluateRequest for this client's model, version, priority and harvest choice."""
         return build_request(
-            systems, properties, self.model, self.version, self.priority, self.harvest
+            systems, properties, self.model, self.version, self.priority, self.harvest, self.packed
         )
+
+    def old_server(self, call: Call, err: MLIPServeError) -> Call | None:
+        """The call again, per system, when `err` says the server predates packed requests (it
+        saw no system); this client then sends per-system requests. None for any other error."""
+        if not (
+            call.request.HasField("packed")
+            and isinstance(err, InvalidInput)
+            and err.details.startswith(OLD_SERVER)
+        ):
+            return None
+        self.packed = False
+        return replace(call, request=unpacked(call.request))
 
     def prepare(self, systems: Any, properties: Iterable[str], timeout: float | None) -> Call:
         """The request for one system (ase.Atoms) or a list, and the call's deadline."""

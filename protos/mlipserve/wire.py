@@ -57,7 +57,7 @@ def encode_array(values: np.ndarray, dtype: str | None = None) -> pb.Array:
         dtype = arr.dtype.newbyteorder("<").str if arr.dtype.kind in "fiu" else "|u1"
         if arr.dtype.kind == "b":
             dtype = "|u1"
-    arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype))
+    arr = np.asarray(arr, dtype=np.dtype(dtype), order="C")  # a 0-d array stays 0-d
     return pb.Array(dtype=arr.dtype.str, shape=list(arr.shape), data=arr.tobytes())
 
 
@@ -76,13 +76,14 @@ def decode_array(
     if any(d < 0 for d in dims):
         raise WireError(field, f"negative dimension in shape {dims}")
     count = math.prod(dims)
-    if len(msg.data) != count * dtype.itemsize:
+    data = msg.data  # each read of a bytes field makes a new object: read it once
+    if len(data) != count * dtype.itemsize:
         raise WireError(
             field,
-            f"{len(msg.data)} bytes do not hold shape {dims} of {msg.dtype} "
+            f"{len(data)} bytes do not hold shape {dims} of {msg.dtype} "
             f"({count * dtype.itemsize} bytes expected)",
         )
-    arr = np.frombuffer(msg.data, dtype=dtype).reshape(dims)
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     if shape is not None:
         ok = len(shape) == len(dims) and all(s is None or s == d for s, d in zip(shape, dims))
         if not ok:

@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 
+from mlipserve.packed import encode_packed_response, unpack_systems
 from mlipserve.server.auth import AuthError, KeyStore
 from mlipserve.server.serving.batcher import BatchFailed, BatchStats
 from mlipserve.server.serving.checks import InvalidInput, Limits, check_system_count
@@ -110,12 +111,19 @@ class PotentialService(pb_grpc.PotentialServicer):
             loaded = self.registry.get(request.model, request.version)
         except UnknownModel as err:
             raise InvalidInput(f"model: {err}") from None
-        check_system_count(len(request.systems), self.limits)  # before decoding them
         try:
-            systems = [
-                SystemArrays.from_proto(msg, f"systems[{i}]")
-                for i, msg in enumerate(request.systems)
-            ]
+            if request.HasField("packed"):
+                if len(request.systems):
+                    raise InvalidInput("packed: a request sets either systems or packed, not both")
+                systems: list[SystemArrays] = unpack_systems(
+                    request.packed, self.limits.max_systems_per_request
+                )
+            else:
+                check_system_count(len(request.systems), self.limits)  # before decoding them
+                systems = [
+                    SystemArrays.from_proto(msg, f"systems[{i}]")
+                    for i, msg in enumerate(request.systems)
+                ]
         except WireError as err:
             raise InvalidInput(str(err)) from None
         properties = _property_names(request)
@@ -133,9 +141,15 @@ class PotentialService(pb_grpc.PotentialServicer):
     async def _prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
         """`prepare` on the event loop for one small system, else on the decode threads (a
         big request never stalls the other clients' calls)."""
-        if isinstance(request, Undecodable) or len(request.systems) == 0:
+        if isinstance(request, Undecodable):
             return self.prepare(request)
-        if len(request.systems) == 1:
+        if request.HasField("packed"):
+            shape = request.packed.positions.shape
+            if not shape or shape[0] < INLINE_ATOMS:
+                return self.prepare(request)
+        elif len(request.systems) == 0:
+            return self.prepare(request)
+        elif len(request.systems) == 1:
             shape = request.systems[0].positions.shape
             if not shape or shape[0] < INLINE_ATOMS:
                 return self.prepare(request)
@@ -218,7 +232,13 @@ class PotentialService(pb_grpc.PotentialServicer):
 
     def _response(self, loaded: LoadedModel, request, results: list[dict], stats: BatchStats):
         info = loaded.model.info
-        response = encode_response(results, info.name, info.version, request.request_id, stats)
+        response = None
+        if request.HasField("packed"):  # answered packed (per system where it cannot be)
+            response = encode_packed_response(
+                results, info.name, info.version, request.request_id, stats
+            )
+        if response is None:
+            response = encode_response(results, info.name, info.version, request.request_id, stats)
         response.replica = self.replica
         return response
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmlipserve/v1/potential.proto\x12\x0cmlipserve.v1\"3\n\x05\x41rray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x88\x02\n\x06System\x12&\n\tpositions\x18\x01 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07numbers\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12!\n\x04\x63\x65ll\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x0b\n\x03pbc\x18\x04 \x03(\x08\x12\x38\n\nconditions\x18\x05 \x03(\x0b\x32$.mlipserve.v1.System.ConditionsEntry\x1a\x46\n\x0f\x43onditionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array:\x02\x38\x01\"\xbe\x01\n\x0f\x45valuateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x07systems\x18\x03 \x03(\x0b\x32\x14.mlipserve.v1.System\x12*\n\nproperties\x18\x04 \x03(\x0e\x32\x16.mlipserve.v1.Property\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\nno_harvest\x18\x07 \x01(\x08\"\x96\x03\n\x0cSystemResult\x12\x0e\n\x06\x65nergy\x18\x01 \x01(\x01\x12#\n\x06\x66orces\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06stress\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12%\n\x08\x65nergies\x18\x04 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x17\n\nenergy_std\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\'\n\nforces_std\x18\x06 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x1a\n\rmax_force_std\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12#\n\x06\x64ipole\x18\t \x01(\x0b\x32\x13.mlipserve.v1.Array\x12)\n\x0c\x62orn_charges\x18\n \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07\x63harges\x18\x0b \x01(\x0b\x32\x13.mlipserve.v1.ArrayB\r\n\x0b_energy_stdB\x10\n\x0e_max_force_std\"f\n\tBatchInfo\x12\x10\n\x08requests\x18\x01 \x01(\x05\x12\x0f\n\x07systems\x18\x02 \x01(\x05\x12\r\n\x05\x61toms\x18\x03 \x01(\x03\x12\x14\n\x0cqueue_wait_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd6\x01\n\x10\x45valuateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.mlipserve.v1.SystemResult\x12&\n\x05\x62\x61tch\x18\x04 \x01(\x0b\x32\x17.mlipserve.v1.BatchInfo\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.mlipserve.v1.Error\x12\x0f\n\x07replica\x18\x07 \x01(\t\"\x13\n\x11ListModelsRequest\"\x91\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08\x65lements\x18\x04 \x03(\x05\x12\x0e\n\x06\x63utoff\x18\x05 \x01(\x01\x12\x15\n\rensemble_size\x18\x06 \x01(\x05\x12\x12\n\nconditions\x18\x07 \x03(\t\x12*\n\nproperties\x18\x08 \x03(\x0e\x32\x16.mlipserve.v1.Property\x12\r\n\x05\x64type\x18\t \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x12\n\nis_default\x18\x0b \x01(\x08\x12\x0e\n\x06sha256\x18\x0c \x01(\t\x12\x1b\n\x13\x61\x63\x63\x65pted_conditions\x18\r \x03(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.mlipserve.v1.ModelInfo*\x92\x01\n\x08Property\x12\x18\n\x14PROPERTY_UNSPECIFIED\x10\x00\x12\n\n\x06\x45NERGY\x10\x01\x12\n\n\x06\x46ORCES\x10\x02\x12\n\n\x06STRESS\x10\x03\x12\x0c\n\x08\x45NERGIES\x10\x04\x12\x0f\n\x0bUNCERTAINTY\x10\x05\x12\n\n\x06\x44IPOLE\x10\x06\x12\x10\n\x0c\x42ORN_CHARGES\x10\x07\x12\x0b\n\x07\x43HARGES\x10\x08\x32\xfc\x01\n\tPotential\x12I\n\x08\x45valuate\x12\x1d.mlipserve.v1.EvaluateRequest\x1a\x1e.mlipserve.v1.EvaluateResponse\x12S\n\x0e\x45valuateStream\x12\x1d.mlipserve.v1.EvaluateRequest\x1a\x1e.mlipserve.v1.EvaluateResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.mlipserve.v1.ListModelsRequest\x1a .mlipserve.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmlipserve/v1/potential.proto\x12\x0cmlipserve.v1\"3\n\x05\x41rray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x88\x02\n\x06System\x12&\n\tpositions\x18\x01 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07numbers\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12!\n\x04\x63\x65ll\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x0b\n\x03pbc\x18\x04 \x03(\x08\x12\x38\n\nconditions\x18\x05 \x03(\x0b\x32$.mlipserve.v1.System.ConditionsEntry\x1a\x46\n\x0f\x43onditionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array:\x02\x38\x01\"\\\n\x0fPackedCondition\x12#\n\x06values\x18\x01 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07present\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\"\xdb\x02\n\rPackedSystems\x12&\n\tpositions\x18\x01 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07numbers\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\"\n\x05\x63\x65lls\x18\x04 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12 \n\x03pbc\x18\x05 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12?\n\nconditions\x18\x06 \x03(\x0b\x32+.mlipserve.v1.PackedSystems.ConditionsEntry\x1aP\n\x0f\x43onditionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.mlipserve.v1.PackedCondition:\x02\x38\x01\"\xeb\x01\n\x0f\x45valuateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x07systems\x18\x03 \x03(\x0b\x32\x14.mlipserve.v1.System\x12*\n\nproperties\x18\x04 \x03(\x0e\x32\x16.mlipserve.v1.Property\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\nno_harvest\x18\x07 \x01(\x08\x12+\n\x06packed\x18\x08 \x01(\x0b\x32\x1b.mlipserve.v1.PackedSystems\"\x96\x03\n\x0cSystemResult\x12\x0e\n\x06\x65nergy\x18\x01 \x01(\x01\x12#\n\x06\x66orces\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06stress\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12%\n\x08\x65nergies\x18\x04 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x17\n\nenergy_std\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\'\n\nforces_std\x18\x06 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\x1a\n\rmax_force_std\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12#\n\x06\x64ipole\x18\t \x01(\x0b\x32\x13.mlipserve.v1.Array\x12)\n\x0c\x62orn_charges\x18\n \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07\x63harges\x18\x0b \x01(\x0b\x32\x13.mlipserve.v1.ArrayB\r\n\x0b_energy_stdB\x10\n\x0e_max_force_std\"\x19\n\x08Warnings\x12\r\n\x05items\x18\x01 \x03(\t\"\xe8\x03\n\rPackedResults\x12#\n\x06\x65nergy\x18\x01 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06\x66orces\x18\x02 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06stress\x18\x03 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12%\n\x08\x65nergies\x18\x04 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\'\n\nenergy_std\x18\x05 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12\'\n\nforces_std\x18\x06 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12*\n\rmax_force_std\x18\x07 \x01(\x0b\x32\x13.mlipserve.v1.Array\x12(\n\x08warnings\x18\x08 \x03(\x0b\x32\x16.mlipserve.v1.Warnings\x12#\n\x06\x64ipole\x18\t \x01(\x0b\x32\x13.mlipserve.v1.Array\x12)\n\x0c\x62orn_charges\x18\n \x01(\x0b\x32\x13.mlipserve.v1.Array\x12$\n\x07\x63harges\x18\x0b \x01(\x0b\x32\x13.mlipserve.v1.Array\x12#\n\x06\x63ounts\x18\x0c \x01(\x0b\x32\x13.mlipserve.v1.Array\"f\n\tBatchInfo\x12\x10\n\x08requests\x18\x01 \x01(\x05\x12\x0f\n\x07systems\x18\x02 \x01(\x05\x12\r\n\x05\x61toms\x18\x03 \x01(\x03\x12\x14\n\x0cqueue_wait_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x83\x02\n\x10\x45valuateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12+\n\x07results\x18\x03 \x03(\x0b\x32\x1a.mlipserve.v1.SystemResult\x12&\n\x05\x62\x61tch\x18\x04 \x01(\x0b\x32\x17.mlipserve.v1.BatchInfo\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.mlipserve.v1.Error\x12\x0f\n\x07replica\x18\x07 \x01(\t\x12+\n\x06packed\x18\x08 \x01(\x0b\x32\x1b.mlipserve.v1.PackedResults\"\x13\n\x11ListModelsRequest\"\x91\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08\x65lements\x18\x04 \x03(\x05\x12\x0e\n\x06\x63utoff\x18\x05 \x01(\x01\x12\x15\n\rensemble_size\x18\x06 \x01(\x05\x12\x12\n\nconditions\x18\x07 \x03(\t\x12*\n\nproperties\x18\x08 \x03(\x0e\x32\x16.mlipserve.v1.Property\x12\r\n\x05\x64type\x18\t \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x12\n\nis_default\x18\x0b \x01(\x08\x12\x0e\n\x06sha256\x18\x0c \x01(\t\x12\x1b\n\x13\x61\x63\x63\x65pted_conditions\x18\r \x03(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.mlipserve.v1.ModelInfo*\x92\x01\n\x08Property\x12\x18\n\x14PROPERTY_UNSPECIFIED\x10\x00\x12\n\n\x06\x45NERGY\x10\x01\x12\n\n\x06\x46ORCES\x10\x02\x12\n\n\x06STRESS\x10\x03\x12\x0c\n\x08\x45NERGIES\x10\x04\x12\x0f\n\x0bUNCERTAINTY\x10\x05\x12\n\n\x06\x44IPOLE\x10\x06\x12\x10\n\x0c\x42ORN_CHARGES\x10\x07\x12\x0b\n\x07\x43HARGES\x10\x08\x32\xfc\x01\n\tPotential\x12I\n\x08\x45valuate\x12\x1d.mlipserve.v1.EvaluateRequest\x1a\x1e.mlipserve.v1.EvaluateResponse\x12S\n\x0e\x45valuateStream\x12\x1d.mlipserve.v1.EvaluateRequest\x1a\x1e.mlipserve.v1.EvaluateResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.mlipserve.v1.ListModelsRequest\x1a .mlipserve.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SYSTEM_CONDITIONSENTRY']._loaded_options = None
   _globals['_SYSTEM_CONDITIONSENTRY']._serialized_options = b'8\001'
-  _globals['_PROPERTY']._serialized_start=1690
-  _globals['_PROPERTY']._serialized_end=1836
+  _globals['_PACKEDSYSTEMS_CONDITIONSENTRY']._loaded_options = None
+  _globals['_PACKEDSYSTEMS_CONDITIONSENTRY']._serialized_options = b'8\001'
+  _globals['_PROPERTY']._serialized_start=2742
+  _globals['_PROPERTY']._serialized_end=2888
   _globals['_ARRAY']._serialized_start=46
   _globals['_ARRAY']._serialized_end=97
   _globals['_SYSTEM']._serialized_start=100
   _globals['_SYSTEM']._serialized_end=364
   _globals['_SYSTEM_CONDITIONSENTRY']._serialized_start=294
   _globals['_SYSTEM_CONDITIONSENTRY']._serialized_end=364
-  _globals['_EVALUATEREQUEST']._serialized_start=367
-  _globals['_EVALUATEREQUEST']._serialized_end=557
-  _globals['_SYSTEMRESULT']._serialized_start=560
-  _globals['_SYSTEMRESULT']._serialized_end=966
-  _globals['_BATCHINFO']._serialized_start=968
-  _globals['_BATCHINFO']._serialized_end=1070
-  _globals['_ERROR']._serialized_start=1072
-  _globals['_ERROR']._serialized_end=1110
-  _globals['_EVALUATERESPONSE']._serialized_start=1113
-  _globals['_EVALUATERESPONSE']._serialized_end=1327
-  _globals['_LISTMODELSREQUEST']._serialized_start=1329
-  _globals['_LISTMODELSREQUEST']._serialized_end=1348
-  _globals['_MODELINFO']._serialized_start=1351
-  _globals['_MODELINFO']._serialized_end=1624
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1626
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1687
-  _globals['_POTENTIAL']._serialized_start=1839
-  _globals['_POTENTIAL']._serialized_end=2091
+  _globals['_PACKEDCONDITION']._serialized_start=366
+  _globals['_PACKEDCONDITION']._serialized_end=458
+  _globals['_PACKEDSYSTEMS']._serialized_start=461
+  _globals['_PACKEDSYSTEMS']._serialized_end=808
+  _globals['_PACKEDSYSTEMS_CONDITIONSENTRY']._serialized_start=728
+  _globals['_PACKEDSYSTEMS_CONDITIONSENTRY']._serialized_end=808
+  _globals['_EVALUATEREQUEST']._serialized_start=811
+  _globals['_EVALUATEREQUEST']._serialized_end=1046
+  _globals['_SYSTEMRESULT']._serialized_start=1049
+  _globals['_SYSTEMRESULT']._serialized_end=1455
+  _globals['_WARNINGS']._serialized_start=1457
+  _globals['_WARNINGS']._serialized_end=1482
+  _globals['_PACKEDRESULTS']._serialized_start=1485
+  _globals['_PACKEDRESULTS']._serialized_end=1973
+  _globals['_BATCHINFO']._serialized_start=1975
+  _globals['_BATCHINFO']._serialized_end=2077
+  _globals['_ERROR']._serialized_start=2079
+  _globals['_ERROR']._serialized_end=2117
+  _globals['_EVALUATERESPONSE']._serialized_start=2120
+  _globals['_EVALUATERESPONSE']._serialized_end=2379
+  _globals['_LISTMODELSREQUEST']._serialized_start=2381
+  _globals['_LISTMODELSREQUEST']._serialized_end=2400
+  _globals['_MODELINFO']._serialized_start=2403
+  _globals['_MODELINFO']._serialized_end=2676
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2678
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2739
+  _globals['_POTENTIAL']._serialized_start=2891
+  _globals['_POTENTIAL']._serialized_end=3143
 # @@protoc_insertion_point(module_scope)

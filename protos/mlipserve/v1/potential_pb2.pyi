@@ -59,8 +59,39 @@ class System(_message.Message):
     conditions: _containers.MessageMap[str, Array]
     def __init__(self, positions: _Optional[_Union[Array, _Mapping]] = ..., numbers: _Optional[_Union[Array, _Mapping]] = ..., cell: _Optional[_Union[Array, _Mapping]] = ..., pbc: _Optional[_Iterable[bool]] = ..., conditions: _Optional[_Mapping[str, Array]] = ...) -> None: ...
 
+class PackedCondition(_message.Message):
+    __slots__ = ("values", "present")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    values: Array
+    present: Array
+    def __init__(self, values: _Optional[_Union[Array, _Mapping]] = ..., present: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+
+class PackedSystems(_message.Message):
+    __slots__ = ("positions", "numbers", "counts", "cells", "pbc", "conditions")
+    class ConditionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: PackedCondition
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PackedCondition, _Mapping]] = ...) -> None: ...
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    PBC_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: Array
+    numbers: Array
+    counts: Array
+    cells: Array
+    pbc: Array
+    conditions: _containers.MessageMap[str, PackedCondition]
+    def __init__(self, positions: _Optional[_Union[Array, _Mapping]] = ..., numbers: _Optional[_Union[Array, _Mapping]] = ..., counts: _Optional[_Union[Array, _Mapping]] = ..., cells: _Optional[_Union[Array, _Mapping]] = ..., pbc: _Optional[_Union[Array, _Mapping]] = ..., conditions: _Optional[_Mapping[str, PackedCondition]] = ...) -> None: ...
+
 class EvaluateRequest(_message.Message):
-    __slots__ = ("model", "version", "systems", "properties", "request_id", "priority", "no_harvest")
+    __slots__ = ("model", "version", "systems", "properties", "request_id", "priority", "no_harvest", "packed")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SYSTEMS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +99,7 @@ class EvaluateRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     NO_HARVEST_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     systems: _containers.RepeatedCompositeFieldContainer[System]
@@ -75,7 +107,8 @@ class EvaluateRequest(_message.Message):
     request_id: str
     priority: int
     no_harvest: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ..., no_harvest: _Optional[bool] = ...) -> None: ...
+    packed: PackedSystems
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ..., no_harvest: _Optional[bool] = ..., packed: _Optional[_Union[PackedSystems, _Mapping]] = ...) -> None: ...
 
 class SystemResult(_message.Message):
     __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges")
@@ -103,6 +136,40 @@ class SystemResult(_message.Message):
     charges: Array
     def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
+class Warnings(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PackedResults(_message.Message):
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges", "counts")
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    FORCES_FIELD_NUMBER: _ClassVar[int]
+    STRESS_FIELD_NUMBER: _ClassVar[int]
+    ENERGIES_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_STD_FIELD_NUMBER: _ClassVar[int]
+    FORCES_STD_FIELD_NUMBER: _ClassVar[int]
+    MAX_FORCE_STD_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    DIPOLE_FIELD_NUMBER: _ClassVar[int]
+    BORN_CHARGES_FIELD_NUMBER: _ClassVar[int]
+    CHARGES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    energy: Array
+    forces: Array
+    stress: Array
+    energies: Array
+    energy_std: Array
+    forces_std: Array
+    max_force_std: Array
+    warnings: _containers.RepeatedCompositeFieldContainer[Warnings]
+    dipole: Array
+    born_charges: Array
+    charges: Array
+    counts: Array
+    def __init__(self, energy: _Optional[_Union[Array, _Mapping]] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[_Union[Array, _Mapping]] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[_Union[Array, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[Warnings, _Mapping]]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ..., counts: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+
 class BatchInfo(_message.Message):
     __slots__ = ("requests", "systems", "atoms", "queue_wait_s", "compute_s")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -126,7 +193,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
-    __slots__ = ("model", "model_version", "results", "batch", "request_id", "error", "replica")
+    __slots__ = ("model", "model_version", "results", "batch", "request_id", "error", "replica", "packed")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +201,7 @@ class EvaluateResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     results: _containers.RepeatedCompositeFieldContainer[SystemResult]
@@ -141,7 +209,8 @@ class EvaluateResponse(_message.Message):
     request_id: str
     error: Error
     replica: str
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SystemResult, _Mapping]]] = ..., batch: _Optional[_Union[BatchInfo, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., replica: _Optional[str] = ...) -> None: ...
+    packed: PackedResults
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SystemResult, _Mapping]]] = ..., batch: _Optional[_Union[BatchInfo, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., replica: _Optional[str] = ..., packed: _Optional[_Union[PackedResults, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
