@@ -92,6 +92,13 @@ def field_molecules(
     return shipped("field-molecules-xtb", name, dtype, device)
 
 
+def default_molecular(
+    name: str = "default-molecular", dtype: str | None = None, device: str = "auto"
+) -> Potential:
+    """The shipped molecular default ensemble (H, C, N, O; GFN2-xTB labels)."""
+    return shipped("default-molecular", name, dtype, device)
+
+
 def sevennet_0(name: str = "sevennet-0", dtype: str = "float32", device: str = "auto") -> Potential:
     """Pretrained universal SevenNet-0 (optional extra `universal`; sevenn imported only here)."""
     from mlipserve.server.models.universal import sevennet0
@@ -111,6 +118,7 @@ BUILTIN: dict[str, Callable[..., Potential]] = {
     "nacl-rigid-ion": nacl_rigid_ion,
     "nacl-longrange": nacl_longrange,
     "field-molecules-xtb": field_molecules,
+    "default-molecular": default_molecular,
 }
 DEFAULT_MODELS = (
     (
@@ -121,6 +129,7 @@ DEFAULT_MODELS = (
         "nacl-rigid-ion",
         "nacl-longrange",
         "field-molecules-xtb",
+        "default-molecular",
     )  # fmt: skip
     if (SHIPPED / "default").exists()
     else ("emt", "lj", "lj-ensemble", "nacl-rigid-ion")

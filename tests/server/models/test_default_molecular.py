@@ -1,0 +1,120 @@
+"""The shipped default-molecular ensemble (H, C, N, O; GFN2-xTB labels): served by default
+over real gRPC, forces exact gradients on its trained weights, tracks xTB on new frames, and
+more uncertain on a stretched bond than at equilibrium."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.collections import s22
+
+from mlipserve.client import Client
+from mlipserve.server.config import Settings
+from mlipserve.server.models.builtin import DEFAULT_MODELS, SHIPPED, load_builtin
+from mlipserve.server.serving.local import LocalProvider
+from mlipserve.server.store import ModelStore
+from mlipserve.server.training import molecular_data as md
+from mlipserve.server.training import molecular_frames as mf
+from tests.conftest import ServerThread
+
+# held-out figures (metadata): 45 meV/Å, 2.7 meV/atom; on the four frames below the shipped
+# weights give 46 meV/Å and 1.4 meV/atom: the tolerances leave room for a few frames' scatter
+FORCE_TOL = 0.08  # eV/Å, mean absolute force error over the frames below
+ENERGY_TOL = 0.006  # eV/atom, mean absolute energy error per atom
+
+
+def _dimer():
+    dimer = s22["Water_dimer"].copy()
+    dimer.positions -= dimer.positions.mean(0)
+    return dimer
+
+
+@pytest.fixture(scope="module")
+def provider():
+    return LocalProvider(load_builtin("default-molecular"))
+
+
+def test_shipped_small_served_by_default_with_its_figures():
+    assert "default-molecular" in DEFAULT_MODELS
+    meta = ModelStore(SHIPPED).metadata("default-molecular")
+    assert meta["elements"] == [1, 6, 7, 8] and meta["ensemble_size"] == 4
+    assert "xTB" in meta["labels"] and set(meta["sets"]) == {"train", "held_out", "ood"}
+    metrics = meta["metrics"]
+    held, ood = metrics["held_out"], metrics["ood"]
+    assert 0 < held["force_mae_meV_per_A"] <= 50  # the issue's target, met
+    assert 0 < held["energy_mae_meV_per_atom"] < 3  # target 2: not met with this budget
+    assert ood["spearman_max_force_std_vs_error"] >= 0.6  # target, met
+    assert metrics["targets"]["force_mae_meV_per_A <= 50"] is True
+    assert sum(metrics["labels"]["train"].values()) > 500
+    weights = SHIPPED / "default-molecular" / meta["version"] / "model.safetensors"
+    assert weights.stat().st_size < 2 * 1024**2
+
+
+def test_served_over_grpc_as_in_process():
+    srv = ServerThread(Settings(port=0, models=["default-molecular"]))
+    try:
+        with Client(srv.address, "default-molecular") as client:
+            got = client.evaluate(_dimer(), ["energy", "forces", "uncertainty"])
+    finally:
+        srv.stop()
+    local = LocalProvider(load_builtin("default-molecular")).evaluate(
+        [_dimer()], ["energy", "forces", "uncertainty"]
+    )[0]
+    assert got["energy"] == local["energy"]
+    assert np.array_equal(got["forces"], local["forces"])
+    assert got["max_force_std"] == local["max_force_std"] > 0
+
+
+def test_forces_are_the_energy_gradient_in_float64():
+    provider = LocalProvider(load_builtin("default-molecular:float64"))
+    dimer = _dimer()
+    dimer.rattle(0.02, seed=3)
+    forces = provider.evaluate([dimer], ["energy", "forces"])[0]["forces"]
+    h, numeric = 1e-5, np.zeros_like(forces)
+    for i in range(len(dimer)):
+        for k in range(3):
+            e = []
+            for sign in (1, -1):
+                moved = dimer.copy()
+                moved.positions[i, k] += sign * h
+                e.append(provider.evaluate([moved], ["energy"])[0]["energy"])
+            numeric[i, k] = -(e[0] - e[1]) / (2 * h)
+    assert np.abs(forces - numeric).max() < 1e-6 * max(np.abs(numeric).max(), 1e-3)
+
+
+def test_tracks_xtb_on_new_frames(provider):
+    rng = np.random.default_rng(31)  # a seed no set was drawn from
+    frames = [
+        mf.rattle(mf.organic("ethanol"), rng, 0.05),
+        mf.rattle(mf.water_cluster(rng, 5), rng, 0.04),
+        mf.rattle(mf.proton_transfer("malonaldehyde", 0.3), rng, 0.03),
+        mf.rattle(mf.organic("glycine"), rng, 0.05),
+    ]
+    ref = md.label(frames, ["new"] * 4)
+    assert len(ref) == 4
+    got = provider.evaluate(ref, ["energy", "forces"])
+    f_err = np.concatenate([np.abs(g["forces"] - r.get_forces()).ravel() for g, r in zip(got, ref)])
+    e_err = [abs(g["energy"] - r.get_potential_energy()) / len(r) for g, r in zip(got, ref)]
+    assert f_err.mean() < FORCE_TOL, f_err.mean()
+    assert np.mean(e_err) < ENERGY_TOL, e_err
+    # against a model that knows nothing: the forces' own size
+    assert f_err.mean() < 0.5 * np.mean([np.abs(r.get_forces()).mean() for r in ref])
+
+
+def test_more_uncertain_on_a_stretched_bond(provider):
+    rng = np.random.default_rng(5)
+    usual = mf.organic("ethanol")
+    stretched = mf.stretched(usual, rng, (1.6, 1.6))
+    a, b = provider.evaluate([usual, stretched], ["energy", "forces", "uncertainty"])
+    assert b["max_force_std"] > 5 * a["max_force_std"]  # measured: 0.61 vs 0.046 eV/Å
+
+
+def test_a_frame_alone_and_in_a_batch_gives_the_same_numbers():
+    """As test_field does: float64, to round-off (float32 sums differ in the last bit with the
+    batch's composition on the shipped `default` too)."""
+    provider = LocalProvider(load_builtin("default-molecular:float64"))
+    dimer, others = _dimer(), [mf.organic("glycine"), mf.water_box(np.random.default_rng(1), 8)]
+    alone = provider.evaluate([dimer], ["energy", "forces"])[0]
+    batched = provider.evaluate([others[0], dimer, others[1]], ["energy", "forces"])[1]
+    assert abs(alone["energy"] - batched["energy"]) < 1e-10
+    assert np.allclose(alone["forces"], batched["forces"], atol=1e-10, rtol=0)
