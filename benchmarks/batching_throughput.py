@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
+from pathlib import Path
 
 from ase.build import bulk
 
@@ -18,7 +20,8 @@ from benchmarks.common import ChildServer, write_result
 from mlipserve.client import AsyncClient
 
 
-async def load(address: str, clients: int, seconds: float, model: str) -> dict:
+async def load(address: str, clients: int, seconds: float, model: str, settle: float = 3.0) -> dict:
+    """Evaluations per second of `clients` streams over `seconds`, after `settle` s to connect."""
     counts = [0] * clients
     batch_sizes: list[int] = []
     stop_at = 0.0
@@ -37,7 +40,7 @@ async def load(address: str, clients: int, seconds: float, model: str) -> dict:
 
     start = asyncio.Event()
     tasks = [asyncio.create_task(one(i)) for i in range(clients)]
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(settle)
     t0 = time.perf_counter()
     stop_at = t0 + seconds
     start.set()
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--model", default="lj")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder of the result (default benchmarks/results)"
+    )
     args = parser.parse_args()
     out = {}
     for mode in ("--batching", "--no-batching"):
@@ -79,7 +85,10 @@ def main() -> None:
             **out,
             "ratio": ratio,
             "goal": ">=3x on CPU",
+            # prepare batch N+1 while N runs (server/serving/registry.py; auto: on)
+            "pipeline": os.environ.get("MLIPSERVE_PIPELINE", "auto"),
         },
+        args.out,
     )
     print("wrote", path)
 

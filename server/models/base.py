@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,5 +74,31 @@ class Potential(Protocol):
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
         """Return concatenated results: `energy (S,)`, `forces (A,3)`, `stress (S,6)`,
         `energies (A,)`, and for ensembles `energy_std (S,)`, `forces_std (A,)`,
-        `max_force_std (S,)`; only the keys that `properties` asks for."""
+        `max_force_std (S,)`; only the keys that `properties` asks for.
+
+        A model may also split this call in two, `prepare(batch) -> prepared` (host side:
+        neighbour list, tensors; run on another thread while the previous batch computes)
+        and `run(prepared, properties)`, with `run(prepare(batch), p) == compute(batch, p)`
+        bit for bit; `prepare_input` and `run_prepared` below fall back to `compute`."""
         ...
+
+
+def splits_call(model: Potential) -> bool:
+    """True when the model offers both halves of its call, `prepare` and `run`."""
+    return callable(getattr(model, "prepare", None)) and callable(getattr(model, "run", None))
+
+
+def prepare_input(model: Potential, batch: SystemBatch) -> Any:
+    """The host-side half of a model call (neighbour list, tensors): `model.prepare(batch)`
+    for models that split their call, else the batch itself."""
+    return model.prepare(batch) if splits_call(model) else batch  # type: ignore[attr-defined]
+
+
+def run_prepared(
+    model: Potential, prepared: Any, properties: frozenset[str]
+) -> dict[str, np.ndarray]:
+    """The rest of the call on `prepare_input`'s result: `model.run(prepared, properties)`,
+    else `model.compute`; the same numbers as `model.compute(batch, properties)`."""
+    if splits_call(model):
+        return model.run(prepared, properties)  # type: ignore[attr-defined]
+    return model.compute(prepared, properties)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -161,6 +162,14 @@ def _edges_per_pass_setting() -> int:
     return value
 
 
+@dataclass(frozen=True)
+class PreparedGraph:
+    """A batch and its module input (`TorchPotential.graph`), ready for `TorchPotential.run`."""
+
+    batch: SystemBatch
+    graph: dict
+
+
 class TorchPotential:
     """Potential around an `nn.Module` mapping a graph dict to energies.
 
@@ -212,7 +221,16 @@ class TorchPotential:
 
     def compute(self, batch: SystemBatch, properties: frozenset[str]) -> dict[str, np.ndarray]:
         """Energies from the module; forces and stress by autograd; ensemble mean and std."""
-        graph = self.graph(batch)
+        return self.run(self.prepare(batch), properties)
+
+    def prepare(self, batch: SystemBatch) -> PreparedGraph:
+        """The host-side half of `compute`: the neighbour list and the module's tensors
+        (thread-safe: the serving path runs it while the previous batch computes)."""
+        return PreparedGraph(batch, self.graph(batch))
+
+    def run(self, prepared: PreparedGraph, properties: frozenset[str]) -> dict[str, np.ndarray]:
+        """The rest of `compute` on a `prepare`d batch: the same numbers, bit for bit."""
+        batch, graph = prepared.batch, dict(prepared.graph)
         positions, cell = graph.pop("positions"), graph.pop("cell")
         chunks = [None]
         if hasattr(self.module, "member_parameters"):

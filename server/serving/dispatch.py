@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from mlipserve.server.models.base import ModelInfo, Potential
+from mlipserve.server.models.base import ModelInfo, Potential, prepare_input, run_prepared
 from mlipserve.server.models.batch import SystemBatch
 from mlipserve.server.serving.checks import (
     InvalidInput,
@@ -141,17 +142,52 @@ def non_finite_message(system: SystemArrays, info: ModelInfo) -> str:
     return message + ": the result is refused, not sent"
 
 
+def _split_back(
+    out: dict[str, np.ndarray], systems: list[SystemArrays], offsets: np.ndarray
+) -> list[dict]:
+    return [
+        {key: value[lo:hi] if key in ATOM_KEYS else value[s] for key, value in out.items()}
+        for s, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:]))
+    ]
+
+
+def _prepare_or_none(model: Potential, systems: list[SystemArrays]) -> Any:
+    """The model's prepared input for `systems`; None when it ran out of memory (several
+    systems: they are halved when run)."""
+    try:
+        return prepare_input(model, SystemBatch.concat(systems))
+    except Exception as err:
+        if not is_out_of_memory(err) or len(systems) == 1:
+            raise
+        _release_device_memory()
+        return None
+
+
 def compute_splitting(
     model: Potential, systems: list[SystemArrays], properties: frozenset[str]
 ) -> list[dict]:
     """Per-system results of one model call; on out-of-memory, or when some result is NaN or
     inf, halve the systems and retry. A single system with a non-finite result gets
     `{"error": message}` instead, so it never fails or taints its batch-mates."""
+    return compute_prepared(model, systems, _prepare_or_none(model, systems), properties)
+
+
+def compute_prepared(
+    model: Potential, systems: list[SystemArrays], prepared: Any, properties: frozenset[str]
+) -> list[dict]:
+    """`compute_splitting` on an input already prepared (None: preparing it ran out of
+    memory, or it was taken); halves are prepared afresh."""
+    if prepared is None:  # preparing it ran out of memory (or it was taken): afresh
+        if len(systems) == 1:
+            return compute_splitting(model, systems, properties)
+        OOM_SPLITS.inc()
+        return _halves(model, systems, properties)
     try:
-        out = model.compute(SystemBatch.concat(systems), properties)
+        out = run_prepared(model, prepared, properties)
     except Exception as err:
         if not is_out_of_memory(err) or len(systems) == 1:
             raise
+        del prepared  # its device memory goes before the halves are prepared
         OOM_SPLITS.inc()
         _release_device_memory()
         return _halves(model, systems, properties)
@@ -160,13 +196,7 @@ def compute_splitting(
         if len(systems) > 1:
             return _halves(model, systems, properties)
         return [{"error": non_finite_message(systems[0], model.info)}]
-    results = []
-    for s in range(len(systems)):
-        lo, hi = offsets[s], offsets[s + 1]
-        results.append(
-            {key: value[lo:hi] if key in ATOM_KEYS else value[s] for key, value in out.items()}
-        )
-    return results
+    return _split_back(out, systems, offsets)
 
 
 def _halves(
@@ -178,21 +208,53 @@ def _halves(
     )
 
 
+def _groups(systems: list[SystemArrays]) -> list[list[int]]:
+    """Indices of the systems per set of condition names (one model call each)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, system in enumerate(systems):
+        groups.setdefault(tuple(sorted(system.conditions)), []).append(i)
+    return list(groups.values())
+
+
 def compute_grouped(
     model: Potential, systems: list[SystemArrays], properties: frozenset[str]
 ) -> list[dict]:
     """Per-system results, one model call per set of condition names (systems whose
     conditions do not fit together run apart, never failing each other)."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, system in enumerate(systems):
-        groups.setdefault(tuple(sorted(system.conditions)), []).append(i)
-    if len(groups) == 1:
-        return compute_splitting(model, systems, properties)
-    out: list[dict] = [{}] * len(systems)
-    for indices in groups.values():
-        for i, res in zip(
-            indices, compute_splitting(model, [systems[i] for i in indices], properties)
-        ):
+    return run_groups(model, prepare_groups(model, systems), len(systems), properties)
+
+
+@dataclass
+class PreparedGroup:
+    """Systems that go in one model call, their batch indices and the model's input."""
+
+    indices: list[int]
+    systems: list[SystemArrays]
+    prepared: Any  # None: preparing it ran out of memory (or it was taken)
+
+    def take(self) -> Any:
+        """The prepared input, no longer held here (its device memory goes with its run)."""
+        prepared, self.prepared = self.prepared, None
+        return prepared
+
+
+def prepare_groups(model: Potential, systems: list[SystemArrays]) -> list[PreparedGroup]:
+    """The host-side half of `compute_grouped`: each group concatenated and prepared."""
+    out = []
+    for indices in _groups(systems):
+        group = [systems[i] for i in indices]
+        out.append(PreparedGroup(indices, group, _prepare_or_none(model, group)))
+    return out
+
+
+def run_groups(
+    model: Potential, groups: list[PreparedGroup], n_systems: int, properties: frozenset[str]
+) -> list[dict]:
+    """The rest of `compute_grouped`: each prepared group run, results in system order."""
+    out: list[dict] = [{}] * n_systems
+    for group in groups:
+        results = compute_prepared(model, group.systems, group.take(), properties)
+        for i, res in zip(group.indices, results):
             out[i] = res
     return out
 
@@ -242,14 +304,44 @@ def trust_warnings(result: dict, info: ModelInfo, n_atoms: int) -> list[str]:
     return out
 
 
-def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dict] | InvalidInput]:
-    """Evaluate all requests' systems in one call; return each request's per-system dicts,
-    or an InvalidInput naming its first system whose result was not finite."""
-    systems = [s for r in requests for s in r.systems]
+@dataclass(frozen=True)
+class PreparedRequests:
+    """Requests of one batch with their model input prepared (`prepare_requests`)."""
+
+    requests: list[EvalRequest]
+    properties: frozenset[str]
+    n_systems: int
+    groups: list[PreparedGroup]
+
+
+def batch_properties(requests: list[EvalRequest]) -> frozenset[str]:
+    """What one model call for all `requests` computes."""
     properties = frozenset().union(*(r.properties for r in requests))
     if any(r.harvest for r in requests):  # the spread is cheap: members are computed anyway
         properties |= {"uncertainty"}
-    per_system = compute_grouped(model, systems, properties)
+    return properties
+
+
+def prepare_requests(model: Potential, requests: list[EvalRequest]) -> PreparedRequests:
+    """The host-side half of `run_requests` (concatenation, neighbour lists, tensors): the
+    batcher runs it for batch N+1 while batch N computes."""
+    systems = [s for r in requests for s in r.systems]
+    groups = prepare_groups(model, systems)
+    return PreparedRequests(requests, batch_properties(requests), len(systems), groups)
+
+
+def run_requests(model: Potential, requests: list[EvalRequest]) -> list[list[dict] | InvalidInput]:
+    """Evaluate all requests' systems in one call; return each request's per-system dicts,
+    or an InvalidInput naming its first system whose result was not finite."""
+    return run_prepared_requests(model, prepare_requests(model, requests))
+
+
+def run_prepared_requests(
+    model: Potential, prepared: PreparedRequests
+) -> list[list[dict] | InvalidInput]:
+    """The rest of `run_requests` on `prepare_requests`' result: the same results."""
+    requests = prepared.requests
+    per_system = run_groups(model, prepared.groups, prepared.n_systems, prepared.properties)
     per_request: list[list[dict] | InvalidInput] = []
     s = 0
     for request in requests:

@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlipserve.server.models.base import Potential
+from mlipserve.server.models.base import Potential, splits_call
 from mlipserve.server.serving.batcher import DynamicBatcher
 from mlipserve.server.serving.checks import InvalidInput
-from mlipserve.server.serving.dispatch import EvalRequest, run_requests
+from mlipserve.server.serving.dispatch import (
+    EvalRequest,
+    PreparedRequests,
+    prepare_requests,
+    run_prepared_requests,
+    run_requests,
+)
 from mlipserve.server.serving.livestats import LiveStats
 from mlipserve.server.serving.metrics import LOADED, record_batch
 
 
 def instrumented(model: Potential, live: LiveStats | None = None):
     """The batch function of a model, recording each batch's size and compute time (in
-    Prometheus and, when given, the status page's window `live`)."""
-    run = functools.partial(run_requests, model)
+    Prometheus and, when given, the status page's window `live`). It takes the requests,
+    or `prepare_requests`' result when the batcher pipelines (prepares N+1 while N runs)."""
     name = model.info.name
 
-    def batch(requests: list[EvalRequest]) -> list[list[dict] | InvalidInput]:
+    def batch(arg: list[EvalRequest] | PreparedRequests) -> list[list[dict] | InvalidInput]:
         start = time.perf_counter()
-        out = run(requests)
+        if isinstance(arg, PreparedRequests):
+            requests, out = arg.requests, run_prepared_requests(model, arg)
+        else:
+            requests, out = arg, run_requests(model, arg)
         elapsed = time.perf_counter() - start
         atoms = sum(r.n_atoms for r in requests)
         record_batch(name, len(requests), atoms, elapsed)
@@ -48,6 +58,16 @@ def instrumented(model: Potential, live: LiveStats | None = None):
 
 
 log = logging.getLogger("mlipserve.batches")
+
+
+def pipeline_setting() -> bool | None:
+    """MLIPSERVE_PIPELINE: 1 (prepare batch N+1 while N runs), 0 (never: e.g. a CPU shared
+    with other busy processes, where the preparing thread competes for the cores), auto
+    (default: for every model that splits its call into `prepare` and `run`)."""
+    raw = os.environ.get("MLIPSERVE_PIPELINE", "auto").strip().lower()
+    if raw not in ("1", "0", "auto"):
+        raise ValueError(f"MLIPSERVE_PIPELINE must be 1, 0 or auto, not {raw!r}")
+    return None if raw == "auto" else raw == "1"
 
 
 @dataclass
@@ -74,9 +94,17 @@ class Registry:
     """Loaded models by name and version, each with a default version."""
 
     def __init__(
-        self, *, batching: bool = True, max_batch_atoms: int = 100_000, max_wait_us: int = 0
+        self,
+        *,
+        batching: bool = True,
+        max_batch_atoms: int = 100_000,
+        max_wait_us: int = 0,
+        pipeline: bool | None = None,
     ) -> None:
         self.batching = batching
+        # prepare batch N+1 (neighbour lists, tensors) while N runs; None: as
+        # MLIPSERVE_PIPELINE says (by default for every model that splits its call)
+        self.pipeline = pipeline
         self.max_batch_atoms = max_batch_atoms
         self.max_wait_s = max_wait_us * 1e-6
         self._models: dict[str, dict[str, LoadedModel]] = {}
@@ -95,6 +123,7 @@ class Registry:
             max_wait_s=self.max_wait_s,
             max_batch_items=None if self.batching else 1,
             name=f"{info.name}-{info.version}",
+            prepare=functools.partial(prepare_requests, model) if self.pipelines(model) else None,
         )
         loaded = LoadedModel(model, batcher)
         self._models.setdefault(info.name, {})[info.version] = loaded
@@ -104,6 +133,11 @@ class Registry:
             self.default_model = info.name
         LOADED.inc()
         return loaded
+
+    def pipelines(self, model: Potential) -> bool:
+        """Whether `model`'s batcher prepares the next batch while one runs."""
+        choice = self.pipeline if self.pipeline is not None else pipeline_setting()
+        return splits_call(model) if choice is None else choice
 
     def get(self, name: str = "", version: str = "") -> LoadedModel:
         """The loaded model for a name (empty: the default model) and version."""
