@@ -7,7 +7,9 @@ Training frames (seed 0) come from `molecular_frames`: water monomers and cluste
 molecules, periodic liquid-density water boxes of 8 and 16 molecules (randomly packed and
 from short xTB Langevin MD), water-cluster and organic MD snapshots, rattled organics
 (ethanol, malonaldehyde, glycine, formic acid dimer, small g2 molecules), proton-transfer
-images with rattled transition-state regions, and hot (strongly rattled) frames. The
+images with rattled transition-state regions, xTB NEB paths of the malonaldehyde and formic
+acid dimer proton transfers with rattled copies of their barrier tops, and hot (strongly
+rattled) frames. The
 held-out set is the same recipe from seed 1; the out-of-distribution set (seed 2) holds
 water clusters of 12-16 molecules and frames with one X-H bond stretched 1.3-1.7x, neither
 of which is in training.
@@ -146,6 +148,53 @@ def dataset(seed: int, scale: int, md: bool = True) -> list[Atoms]:
     return frames
 
 
+def relaxed_path(name: str, images: int = 7, fmax: float = 0.03) -> list[Atoms]:
+    """The xTB minimum energy path of a symmetric proton transfer (`mf.PATHS`' malonaldehyde
+    or formic acid dimer): both ends relaxed (BFGS), then ASE's climbing-image NEB (FIRE);
+    each image labelled with its own xTB energy and forces."""
+    from ase.mep import NEB
+    from ase.optimize import BFGS, FIRE
+
+    ends = []
+    for t in (0.0, mf.PATHS[name]):
+        end = mf.proton_transfer(name, t)
+        end.calc = XtbCalculator()
+        BFGS(end, logfile=None).run(fmax=fmax, steps=300)
+        ends.append(end)
+    band = [ends[0].copy() for _ in range(images - 1)] + [ends[1].copy()]
+    for image in band:
+        image.calc = XtbCalculator()
+    neb = NEB(band, climb=True, method="improvedtangent")
+    neb.interpolate()
+    FIRE(neb, logfile=None).run(fmax=fmax, steps=500)
+    out = []
+    for image in band:
+        frame = image.copy()
+        frame.calc = SinglePointCalculator(
+            frame, energy=image.get_potential_energy(), forces=image.get_forces()
+        )
+        frame.info["kind"] = "neb_path"
+        out.append(frame)
+    return out
+
+
+def path_frames(seed: int, scale: int) -> list[Atoms]:
+    """NEB images of the malonaldehyde and formic acid dimer proton transfers on xTB, and
+    rattled copies (σ 0.02-0.05 Å) of the three images around each barrier top."""
+    rng = np.random.default_rng(seed)
+    frames: list[Atoms] = []
+    for name in ("malonaldehyde", "formic_dimer"):
+        path = relaxed_path(name)
+        frames += path
+        top = int(np.argmax([f.get_potential_energy() for f in path]))
+        near = path[max(0, top - 1) : top + 2]
+        shaken = [
+            mf.rattle(near[i % len(near)], rng, rng.uniform(0.02, 0.05)) for i in range(4 * scale)
+        ]
+        frames += label(shaken, ["neb_ts"] * len(shaken))
+    return frames
+
+
 def labelled(path: Path, make: Callable[[], list[Atoms]]) -> list[Atoms]:
     """The frames in `path` (extxyz) if it exists, else `make()` written there."""
     import ase.io
@@ -241,6 +290,7 @@ def main(
         "train": lambda: dataset(0, scale),
         "held_out": lambda: dataset(1, max(2, scale // 4)),
         "ood": lambda: ood_set(2),
+        "paths": lambda: path_frames(0, scale),  # xTB NEB paths, added to training
     }
     for key, make in makers.items():
         start = time.monotonic()
@@ -248,7 +298,7 @@ def main(
         timing.setdefault(key, (time.monotonic() - start) / 60)
         print(f"{key}: {len(sets[key])} frames ({timing[key]:.1f} min labelling)", flush=True)
     timing_path.write_text(json.dumps(timing))
-    train_set = sets["train"]
+    sets["train"] = train_set = sets["train"] + sets.pop("paths")
     store = ModelStore(root / "store")
     cfg = TrainConfig(
         epochs=epochs, batch_size=8, lr=2e-3, patience=60, stress_weight=0.0,
@@ -268,6 +318,21 @@ def main(
     return write_report(store, version, fine_metrics, sets, timing, root)
 
 
+def barrier_check(provider, name: str = "malonaldehyde") -> dict:
+    """The proton-transfer barrier of `name` by the batched CI-NEB on the model (ends relaxed
+    on the model) against ASE's CI-NEB on xTB (`relaxed_path`), in eV."""
+    from mlipserve.simulation import make_band, relax_batch, run_neb
+
+    reference = [f.get_potential_energy() for f in relaxed_path(name)]
+    ends = [mf.proton_transfer(name, t) for t in (0.0, mf.PATHS[name])]
+    ends = [r.atoms for r in relax_batch(provider, ends, fmax=0.03, progress=False)]
+    for end in ends:
+        end.calc = None
+    result = run_neb(provider, make_band(*ends, 5), fmax=0.03, progress=False)
+    xtb = float(max(reference) - reference[0])
+    return {"model_eV": float(result.barrier), "xtb_eV": xtb, "converged": result.converged}
+
+
 def write_report(store, version: str, metrics: dict, sets: dict, timing: dict, root: Path) -> dict:
     """Held-out and OOD figures of `version` into its metadata and ROOT/report.json."""
     from mlipserve.server.serving.local import LocalProvider
@@ -278,6 +343,7 @@ def write_report(store, version: str, metrics: dict, sets: dict, timing: dict, r
     metrics["held_out"] = figures(provider, test_set)
     metrics["ood"] = figures(provider, ood)
     metrics["targets"] = targets(metrics["held_out"], metrics["ood"])
+    metrics["chemistry"] = {"malonaldehyde_proton_transfer_barrier": barrier_check(provider)}
     metrics["labels"] = {
         "train": counts(train_set),
         "held_out": counts(test_set),
