@@ -144,8 +144,21 @@ def run_reference(folder: Path, triclinic: bool = False) -> dict[str, np.ndarray
     atoms = copper(triclinic)
     atoms.calc = EMT()
     wait_for_socket(proc, address)
-    SocketClient(unixsocket=address).run(atoms, use_stress=True)
+    connect(address).run(atoms, use_stress=True)
     return finish(proc, folder)
+
+
+def connect(address: str, timeout: float = 30.0) -> SocketClient:
+    """ASE's SocketClient on i-PI's unix socket, retried: the socket file appears when i-PI
+    binds it, a moment before it listens (a connect in between is refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return SocketClient(unixsocket=address)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
