@@ -138,3 +138,46 @@ def test_malonaldehyde_proton_transfer_barrier_matches_xtb():
     meta = ModelStore(SHIPPED).metadata("default-molecular")["metrics"]["chemistry"]
     stored = meta["malonaldehyde_proton_transfer_barrier"]
     assert abs(stored["model_eV"] - got["model_eV"]) < 1e-6
+
+
+def test_xtb_blended_into_the_model_on_a_proton_transfer_is_conservative():
+    """QM/MLIP: GFN2-xTB as the QM region inside default-molecular, on a water tetramer
+    whose core (donor and acceptor molecules, one group) holds a proton half-way between two
+    O; the other waters are blended by centroid distance. F = −∇E by central differences
+    (h = 1e-4 Å; xTB's SCF noise bounds the tolerance, 2e-3 eV/Å) on the moving proton and
+    on an atom of a shell molecule."""
+    from ase.build import molecule
+    from tblite.ase import TBLite
+
+    from mlipserve.simulation.blending import BlendedProvider
+    from mlipserve.simulation.blending.reference import ASECalculatorProvider
+
+    water = molecule("H2O")
+    atoms = water.copy()
+    for k, shift in enumerate([(2.8, 0, 0), (0.3, 3.0, 0.4), (-2.7, -1.2, 0.9)]):
+        m = water.copy()
+        m.rotate(40 * k + 10, "z")
+        m.translate(shift)
+        atoms += m
+    o_donor, o_acceptor = atoms.positions[0], atoms.positions[3]
+    atoms.positions[1] = o_donor + 0.45 * (o_acceptor - o_donor)  # the proton mid-transfer
+    groups = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    xtb = ASECalculatorProvider(TBLite(method="GFN2-xTB", verbosity=0, accuracy=0.01))
+    model = LocalProvider(
+        ModelStore(SHIPPED).load("default-molecular", dtype="float64", device="cpu")
+    )
+    blend = BlendedProvider(xtb, model, list(range(6)), 2.2, 1.6, groups=groups)
+    weights = blend.weights(atoms)
+    shell = np.flatnonzero((weights > 0) & (weights < 1))
+    assert len(shell) >= 3, weights
+    forces = blend.evaluate([atoms])[0]["forces"]
+    h = 1e-4
+    for i in (1, int(shell[-1])):
+        images = []
+        for k in range(3):
+            for sign in (1, -1):
+                image = atoms.copy()
+                image.positions[i, k] += sign * h
+                images.append(image)
+        e = np.array([r["energy"] for r in blend.evaluate(images)]).reshape(3, 2)
+        np.testing.assert_allclose(-(e[:, 0] - e[:, 1]) / (2 * h), forces[i], atol=2e-3)
