@@ -17,6 +17,7 @@ from mlipserve.wire import (
     MAX_NAME,
     SystemArrays,
     WireError,
+    buffer_view,
     decode_array,
     decode_response,
 )
@@ -99,21 +100,12 @@ def _view(msg: pb.Array, field: str, shape: tuple[int | None, ...], kinds: str) 
         raise WireError(field, f"must be {what.get(kinds, '|u1 booleans')}, got {msg.dtype!r}")
     dims = tuple(msg.shape)
     ok = len(dims) == len(shape)
-    count = 1
     for want, d in zip(shape, dims):
         ok = ok and d >= 0 and (want is None or want == d)
-        count *= d
     if not ok:
         text = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise WireError(field, f"shape {dims} where {text} is expected")
-    data = msg.data  # each read of a bytes field makes a new object: read it once
-    if len(data) != count * dtype.itemsize:
-        raise WireError(
-            field,
-            f"{len(data)} bytes do not hold shape {dims} of {msg.dtype} "
-            f"({count * dtype.itemsize} bytes expected)",
-        )
-    return np.frombuffer(data, dtype=dtype).reshape(dims)
+    return buffer_view(msg, field, dims, dtype)
 
 
 def _bool_mask(msg: pb.Array, field: str, shape: tuple[int | None, ...]) -> np.ndarray:

@@ -61,6 +61,20 @@ def encode_array(values: np.ndarray, dtype: str | None = None) -> pb.Array:
     return pb.Array(dtype=arr.dtype.str, shape=list(arr.shape), data=arr.tobytes())
 
 
+def buffer_view(msg: pb.Array, field: str, dims: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The bytes of `msg` as a read-only array of `dims` (non-negative, the caller checks)
+    and `dtype`, refused unless the byte count is exactly right."""
+    count = math.prod(dims)
+    data = msg.data  # each read of a bytes field makes a new object: read it once
+    if len(data) != count * dtype.itemsize:
+        raise WireError(
+            field,
+            f"{len(data)} bytes do not hold shape {dims} of {msg.dtype} "
+            f"({count * dtype.itemsize} bytes expected)",
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+
 def decode_array(
     msg: pb.Array, field: str, shape: tuple[int | None, ...] | None = None
 ) -> np.ndarray:
@@ -75,15 +89,7 @@ def decode_array(
     dims = tuple(int(d) for d in msg.shape)
     if any(d < 0 for d in dims):
         raise WireError(field, f"negative dimension in shape {dims}")
-    count = math.prod(dims)
-    data = msg.data  # each read of a bytes field makes a new object: read it once
-    if len(data) != count * dtype.itemsize:
-        raise WireError(
-            field,
-            f"{len(data)} bytes do not hold shape {dims} of {msg.dtype} "
-            f"({count * dtype.itemsize} bytes expected)",
-        )
-    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
+    arr = buffer_view(msg, field, dims, dtype)
     if shape is not None:
         ok = len(shape) == len(dims) and all(s is None or s == d for s, d in zip(shape, dims))
         if not ok:

@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, fcc110
 
-from mlipserve.server.training.emt_data import LATTICE, METALS, label
+from mlipserve.server.training.emt_data import LATTICE, METALS, dirichlet_species, label
 
 
 def _alloy_cell(rng: np.random.Generator, elements, a: float, conventional: bool) -> Atoms:
@@ -27,9 +27,7 @@ def _alloy_cell(rng: np.random.Generator, elements, a: float, conventional: bool
         atoms = bulk("Cu", "fcc", a=a, cubic=True) * (2, 2, 2)
     else:
         atoms = bulk("Cu", "fcc", a=a) * (3, 3, 3)
-    weights = rng.dirichlet(np.ones(len(elements)))
-    atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms), p=weights))
-    return atoms
+    return dirichlet_species(atoms, rng, elements)
 
 
 def independent_alloys(seed: int, n: int = 40, rattle: float = 0.08) -> list[Atoms]:
@@ -45,8 +43,7 @@ def independent_alloys(seed: int, n: int = 40, rattle: float = 0.08) -> list[Ato
             del atoms[int(rng.integers(len(atoms)))]
         else:
             atoms = fcc110("Cu", (2, 2, 4), a=a, vacuum=5.0, periodic=True)
-            weights = rng.dirichlet(np.ones(len(elements)))
-            atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms), p=weights))
+            dirichlet_species(atoms, rng, elements)
         atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
         frames.append(label(atoms))
     return frames

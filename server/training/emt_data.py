@@ -42,6 +42,13 @@ def random_alloy(rng: np.random.Generator, elements, reps=(2, 2, 2)) -> Atoms:
     return atoms
 
 
+def dirichlet_species(atoms: Atoms, rng: np.random.Generator, elements) -> Atoms:
+    """Species drawn per site from a random (Dirichlet) composition of `elements`, in place."""
+    weights = rng.dirichlet(np.ones(len(elements)))
+    atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms), p=weights))
+    return atoms
+
+
 def strain_and_rattle(atoms: Atoms, rng: np.random.Generator, strain=0.04, rattle=0.08) -> Atoms:
     """A random symmetric strain up to `strain` and Gaussian displacements."""
     eps = rng.uniform(-strain, strain, (3, 3))
@@ -123,9 +130,7 @@ def wide(seed: int, scale: int = 1) -> list[Atoms]:
 
     def alloy(reps) -> Atoms:
         elements = rng.choice(METALS, size=int(rng.integers(2, 6)), replace=False)
-        atoms = random_alloy(rng, elements, reps)
-        weights = rng.dirichlet(np.ones(len(elements)))
-        atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms), p=weights))
+        atoms = dirichlet_species(random_alloy(rng, elements, reps), rng, elements)
         atoms.set_cell(atoms.cell * rng.uniform(0.95, 1.05), scale_atoms=True)
         return atoms
 

@@ -146,19 +146,13 @@ def test_xtb_blended_into_the_model_on_a_proton_transfer_is_conservative():
     O; the other waters are blended by centroid distance. F = −∇E by central differences
     (h = 1e-4 Å; xTB's SCF noise bounds the tolerance, 2e-3 eV/Å) on the moving proton and
     on an atom of a shell molecule."""
-    from ase.build import molecule
     from tblite.ase import TBLite
 
     from mlipserve.simulation.blending import BlendedProvider
     from mlipserve.simulation.blending.reference import ASECalculatorProvider
+    from tests.simulation.blending.test_blending import water_cluster
 
-    water = molecule("H2O")
-    atoms = water.copy()
-    for k, shift in enumerate([(2.8, 0, 0), (0.3, 3.0, 0.4), (-2.7, -1.2, 0.9)]):
-        m = water.copy()
-        m.rotate(40 * k + 10, "z")
-        m.translate(shift)
-        atoms += m
+    atoms = water_cluster([(2.8, 0, 0), (0.3, 3.0, 0.4), (-2.7, -1.2, 0.9)])
     o_donor, o_acceptor = atoms.positions[0], atoms.positions[3]
     atoms.positions[1] = o_donor + 0.45 * (o_acceptor - o_donor)  # the proton mid-transfer
     groups = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2])

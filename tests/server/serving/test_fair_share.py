@@ -14,15 +14,17 @@ from mlipserve.server.serving.batcher import DynamicBatcher
 from tests.conftest import ServerThread
 
 
-def test_light_tenant_is_not_starved_by_a_flooding_one():
-    """A batch costs a fixed 50 ms (as on a GPU); 200 flood requests queue before the light one."""
+@pytest.mark.parametrize("prepare", [None, list], ids=["plain", "pipelined"])
+def test_light_tenant_is_not_starved_by_a_flooding_one(prepare):
+    """A batch costs a fixed 50 ms (as on a GPU); 200 flood requests queue before the light
+    one. Pipelined: the same with a prepare step, batch N+1 taken while N runs."""
 
     def run(items):
         time.sleep(0.05)
         return items
 
     async def light_latency(flood: int) -> float:
-        batcher = DynamicBatcher(run, max_batch_weight=8)
+        batcher = DynamicBatcher(run, max_batch_weight=8, prepare=prepare)
         floods = [asyncio.ensure_future(batcher.submit(i, 4, tenant="flood")) for i in range(flood)]
         await asyncio.sleep(0.005)
         t0 = time.perf_counter()

@@ -261,27 +261,3 @@ def test_out_of_memory_in_either_half_splits_the_prepared_batch(in_prepare):
     for job, result in zip(jobs, got):
         (alone,) = run_requests(lennard_jones(), [job])
         assert all(np.array_equal(result[0][k], alone[0][k]) for k in PROPS)
-
-
-def test_light_tenant_is_not_starved_by_a_flooding_one_when_pipelined():
-    """As tests/server/serving/test_fair_share.py, with a prepare step: a batch costs 50 ms."""
-
-    def run(prepared):
-        time.sleep(0.05)
-        return prepared
-
-    async def light_latency(flood: int) -> float:
-        batcher = DynamicBatcher(run, max_batch_weight=8, prepare=list)
-        floods = [asyncio.ensure_future(batcher.submit(i, 4, tenant="flood")) for i in range(flood)]
-        await asyncio.sleep(0.005)
-        t0 = time.perf_counter()
-        await batcher.submit("light", 1, tenant="light")
-        latency = time.perf_counter() - t0
-        for f in floods:
-            f.cancel()
-        await batcher.close()
-        return latency
-
-    alone = min(asyncio.run(light_latency(0)) for _ in range(3))
-    beside = sorted(asyncio.run(light_latency(200)) for _ in range(3))[1]
-    assert beside <= 3 * alone, (alone, beside)  # FIFO would wait 100 batches (~5 s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
@@ -408,6 +408,18 @@ def test_nve_energy_conserved_while_atoms_cross_the_shell(setup, scheme, bound, 
         assert hard_crossings >= 1 and np.abs(np.diff(hard)).max() > 0.05
 
 
+def water_cluster(shifts) -> Atoms:
+    """A water molecule at the origin and one more at each shift, the k-th turned 40k + 10°."""
+    water = molecule("H2O")
+    atoms = water.copy()
+    for k, shift in enumerate(shifts):
+        m = water.copy()
+        m.rotate(40 * k + 10, "z")
+        m.translate(shift)
+        atoms += m
+    return atoms
+
+
 def test_molecular_groups_with_xtb_reference():
     """Water tetramer, core = one molecule, whole molecules blended by centroid distance:
     GFN2-xTB in GFN1-xTB (an O shift aligns the zeros); F = −∇E by central differences
@@ -415,12 +427,7 @@ def test_molecular_groups_with_xtb_reference():
     from tblite.ase import TBLite
 
     water = molecule("H2O")
-    atoms = water.copy()
-    for k, shift in enumerate([(2.9, 0, 0), (0, 2.9, 0.3), (-2.6, -1.0, 0.8)]):
-        m = water.copy()
-        m.rotate(40 * k + 10, "z")
-        m.translate(shift)
-        atoms += m
+    atoms = water_cluster([(2.9, 0, 0), (0, 2.9, 0.3), (-2.6, -1.0, 0.8)])
     gfn2 = ASECalculatorProvider(TBLite(method="GFN2-xTB", verbosity=0, accuracy=0.01))
     gfn1 = ASECalculatorProvider(TBLite(method="GFN1-xTB", verbosity=0, accuracy=0.01))
     offset = gfn1.evaluate([water])[0]["energy"] - gfn2.evaluate([water])[0]["energy"]
