@@ -28,6 +28,7 @@ from mlipserve.wire import conditions_from_info
 # EMT's order, then what field-conditioned models add (ASE's "dipole" and "charges")
 ASE_PROPERTIES = (
     "energy", "free_energy", "energies", "forces", "stress", "dipole", "charges", "born_charges",
+    "polarizability",
 )  # fmt: skip
 EXTRAS = ("model", "model_version", "energy_std", "forces_std", "max_force_std", "warnings")
 

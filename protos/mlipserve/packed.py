@@ -23,7 +23,7 @@ from mlipserve.wire import (
 )
 
 ATOM_RESULTS = ("forces", "energies", "forces_std", "born_charges", "charges")
-SYSTEM_RESULTS = ("energy", "stress", "energy_std", "max_force_std", "dipole")
+SYSTEM_RESULTS = ("energy", "stress", "energy_std", "max_force_std", "dipole", "polarizability")
 KNOWN_RESULTS = frozenset(ATOM_RESULTS + SYSTEM_RESULTS)
 SCALAR_RESULTS = frozenset({"energy", "energy_std", "max_force_std"})  # floats, not arrays
 
@@ -249,7 +249,7 @@ def pack_results(
 
 # the shape of one system's (or atom's) row of each packed result
 ROW_SHAPES: dict[str, tuple[int, ...]] = {
-    "stress": (6,), "energy_std": (), "max_force_std": (), "dipole": (3,),
+    "stress": (6,), "energy_std": (), "max_force_std": (), "dipole": (3,), "polarizability": (3, 3),
     "forces": (3,), "energies": (), "forces_std": (), "born_charges": (3, 3), "charges": (),
 }  # fmt: skip
 

@@ -29,6 +29,7 @@ PROPERTY_NAMES: dict[str, pb.Property] = {
     "dipole": pb.DIPOLE,
     "born_charges": pb.BORN_CHARGES,
     "charges": pb.CHARGES,
+    "polarizability": pb.POLARIZABILITY,
 }
 PROPERTY_BY_ENUM: dict[int, str] = {
     pb.ENERGY: "energy",
@@ -39,6 +40,7 @@ PROPERTY_BY_ENUM: dict[int, str] = {
     pb.DIPOLE: "dipole",
     pb.BORN_CHARGES: "born_charges",
     pb.CHARGES: "charges",
+    pb.POLARIZABILITY: "polarizability",
 }
 
 
@@ -210,7 +212,10 @@ def property_enums(properties: str | Iterable[str]) -> list[pb.Property]:
     return out
 
 
-RESULT_ARRAYS = ("forces", "stress", "energies", "forces_std", "dipole", "born_charges", "charges")
+RESULT_ARRAYS = (
+    "forces", "stress", "energies", "forces_std", "dipole", "born_charges", "charges",
+    "polarizability",
+)  # fmt: skip
 
 
 def encode_result(res: Mapping[str, Any]) -> pb.SystemResult:

@@ -20,6 +20,7 @@ def description_hash(entry: dict) -> str:
 
 ALL_PROPERTIES = (
     "energy", "forces", "stress", "energies", "uncertainty", "dipole", "born_charges", "charges",
+    "polarizability",
 )  # fmt: skip
 # The conditions with fixed names and units (PolarMACE's convention): shape per system
 STANDARD_CONDITIONS = {"external_field": (3,), "fermi_level": (), "charge": (), "spin": ()}

@@ -52,7 +52,7 @@ class FieldPaiNN(ShortRangeParts, nn.Module):
     """Electric enthalpies (K, S), per-atom energies and charges (K, A) of molecules."""
 
     # served beside energy, forces, stress; dipole and Born charges by field autograd
-    extra_properties = ("dipole", "born_charges", "charges")
+    extra_properties = ("dipole", "born_charges", "charges", "polarizability")
 
     def __init__(self, cfg: FieldConfig) -> None:
         super().__init__()

@@ -265,7 +265,8 @@ class TorchPotential:
         compiled: bool = False,
     ):
         """Energies (k, S), per-atom energies and charges (k, A), forces (k, A, 3), virials
-        (k, S, 3, 3), dipoles (k, S, 3) and Born charges (k, A, 3, 3) of the members in
+        (k, S, 3, 3), dipoles (k, S, 3), Born charges (k, A, 3, 3) and polarizabilities
+        (k, S, 3, 3) of the members in
         `chunk` (all members when None); None where not asked for or not offered."""
         response = properties & RESPONSE & set(self.info.properties)
         need_forces = "forces" in properties or bool(response)
@@ -288,7 +289,7 @@ class TorchPotential:
             else:
                 eff_positions, eff_cell = positions, cell
             inputs = {**graph, "positions": eff_positions, "cell": eff_cell}
-            dipole_k = born_k = None
+            dipole_k = born_k = alpha_k = None
             if response:
                 inputs, field = field_leaf(
                     inputs, graph["n_systems"], positions, k if per_member else 0
@@ -297,8 +298,14 @@ class TorchPotential:
             energy = out["energy"]
             members = energy if energy.dim() == 2 else energy.unsqueeze(0)
             if response:
-                forces_k, virial_k, dipole_k, born_k = member_responses(
-                    members, positions, strain, field, "born_charges" in properties, per_member
+                forces_k, virial_k, dipole_k, born_k, alpha_k = member_responses(
+                    members,
+                    positions,
+                    strain,
+                    field,
+                    "born_charges" in properties,
+                    per_member,
+                    polarizability="polarizability" in properties,
                 )
             else:
                 forces_k, virial_k = member_gradients(
@@ -319,6 +326,7 @@ class TorchPotential:
             "virial": virial_k,
             "dipole": dipole_k,
             "born_charges": born_k,
+            "polarizability": alpha_k,
         }
 
     def _collect(self, batch, properties, parts: dict) -> dict[str, np.ndarray]:
@@ -345,7 +353,7 @@ class TorchPotential:
             result["stress"] = full_3x3_to_voigt_6_stress(stress)
         if "energies" in properties:
             result["energies"] = np64(parts["energies"].mean(0))
-        for key in ("dipole", "born_charges", "charges"):
+        for key in ("dipole", "born_charges", "charges", "polarizability"):
             if key in properties and parts.get(key) is not None:
                 result[key] = np64(parts[key]).mean(0)
         return result

@@ -142,7 +142,7 @@ def parse_body(payload, limits) -> tuple[str, list[SystemArrays], frozenset[str]
         raise InvalidInput(
             f"properties: a list of at most {MAX_PROPERTIES} property names is "
             "expected (energy, forces, stress, energies, uncertainty, dipole, born_charges, "
-            "charges)"
+            "charges, polarizability)"
         )
     priority = payload.get("priority", 0)
     if type(priority) is not int or priority not in (0, 1):

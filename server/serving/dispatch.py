@@ -95,7 +95,8 @@ def make_request(
 def result_keys(properties: frozenset[str]) -> set[str]:
     """Result keys a request receives for its properties."""
     keys = {"energy"} | (
-        properties & {"forces", "stress", "energies", "dipole", "born_charges", "charges"}
+        properties
+        & {"forces", "stress", "energies", "dipole", "born_charges", "charges", "polarizability"}
     )
     if "uncertainty" in properties:
         keys |= {"energy_std"}

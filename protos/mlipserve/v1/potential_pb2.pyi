@@ -18,6 +18,7 @@ class Property(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIPOLE: _ClassVar[Property]
     BORN_CHARGES: _ClassVar[Property]
     CHARGES: _ClassVar[Property]
+    POLARIZABILITY: _ClassVar[Property]
 PROPERTY_UNSPECIFIED: Property
 ENERGY: Property
 FORCES: Property
@@ -27,6 +28,7 @@ UNCERTAINTY: Property
 DIPOLE: Property
 BORN_CHARGES: Property
 CHARGES: Property
+POLARIZABILITY: Property
 
 class Array(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -111,7 +113,7 @@ class EvaluateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., systems: _Optional[_Iterable[_Union[System, _Mapping]]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ..., no_harvest: _Optional[bool] = ..., packed: _Optional[_Union[PackedSystems, _Mapping]] = ...) -> None: ...
 
 class SystemResult(_message.Message):
-    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges")
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges", "polarizability")
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     FORCES_FIELD_NUMBER: _ClassVar[int]
     STRESS_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +125,7 @@ class SystemResult(_message.Message):
     DIPOLE_FIELD_NUMBER: _ClassVar[int]
     BORN_CHARGES_FIELD_NUMBER: _ClassVar[int]
     CHARGES_FIELD_NUMBER: _ClassVar[int]
+    POLARIZABILITY_FIELD_NUMBER: _ClassVar[int]
     energy: float
     forces: Array
     stress: Array
@@ -134,7 +137,8 @@ class SystemResult(_message.Message):
     dipole: Array
     born_charges: Array
     charges: Array
-    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    polarizability: Array
+    def __init__(self, energy: _Optional[float] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[float] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ..., polarizability: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class Warnings(_message.Message):
     __slots__ = ("items",)
@@ -143,7 +147,7 @@ class Warnings(_message.Message):
     def __init__(self, items: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PackedResults(_message.Message):
-    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges", "counts")
+    __slots__ = ("energy", "forces", "stress", "energies", "energy_std", "forces_std", "max_force_std", "warnings", "dipole", "born_charges", "charges", "counts", "polarizability")
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     FORCES_FIELD_NUMBER: _ClassVar[int]
     STRESS_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +160,7 @@ class PackedResults(_message.Message):
     BORN_CHARGES_FIELD_NUMBER: _ClassVar[int]
     CHARGES_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    POLARIZABILITY_FIELD_NUMBER: _ClassVar[int]
     energy: Array
     forces: Array
     stress: Array
@@ -168,7 +173,8 @@ class PackedResults(_message.Message):
     born_charges: Array
     charges: Array
     counts: Array
-    def __init__(self, energy: _Optional[_Union[Array, _Mapping]] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[_Union[Array, _Mapping]] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[_Union[Array, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[Warnings, _Mapping]]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ..., counts: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    polarizability: Array
+    def __init__(self, energy: _Optional[_Union[Array, _Mapping]] = ..., forces: _Optional[_Union[Array, _Mapping]] = ..., stress: _Optional[_Union[Array, _Mapping]] = ..., energies: _Optional[_Union[Array, _Mapping]] = ..., energy_std: _Optional[_Union[Array, _Mapping]] = ..., forces_std: _Optional[_Union[Array, _Mapping]] = ..., max_force_std: _Optional[_Union[Array, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[Warnings, _Mapping]]] = ..., dipole: _Optional[_Union[Array, _Mapping]] = ..., born_charges: _Optional[_Union[Array, _Mapping]] = ..., charges: _Optional[_Union[Array, _Mapping]] = ..., counts: _Optional[_Union[Array, _Mapping]] = ..., polarizability: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class BatchInfo(_message.Message):
     __slots__ = ("requests", "systems", "atoms", "queue_wait_s", "compute_s")

@@ -11,7 +11,7 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from mlipserve.client import Client
+from mlipserve.client import Client, RemoteCalculator
 from mlipserve.client.errors import InvalidInput as ClientInvalidInput
 from mlipserve.server.config import Settings
 from mlipserve.server.models.families import native_potential
@@ -83,6 +83,35 @@ def test_dipole_and_born_charges_are_field_derivatives(provider):
     assert np.abs(res["born_charges"].sum(0)).max() < 1e-10  # neutral: Σ_i Z*_i = 0
     assert abs(res["charges"].sum()) < 1e-12
     assert np.abs(res["dipole"]).max() > 1e-3  # the field and the charges do something
+
+
+def test_polarizability_is_the_field_derivative_of_the_dipole(provider):
+    """α_ab = ∂μ_a/∂E_b by central differences of served dipoles; symmetric (= −∂²F/∂E²),
+    positive definite for a stable molecule; the same alone and in a batch of two fields."""
+    atoms = water()
+    props = ["energy", "dipole", "polarizability"]
+    res = provider.evaluate([atoms], props)[0]
+    h = 1e-4
+    alpha = np.stack(
+        [
+            (
+                at_field(provider, atoms, FIELD + d, ["dipole"])["dipole"]
+                - at_field(provider, atoms, FIELD - d, ["dipole"])["dipole"]
+            )
+            / (2 * h)
+            for d in h * np.eye(3)
+        ],
+        axis=1,
+    )  # (a, b) = ∂μ_a/∂E_b
+    assert res["polarizability"].shape == (3, 3)
+    assert np.allclose(res["polarizability"], alpha, atol=1e-7, rtol=1e-5)
+    assert np.allclose(res["polarizability"], res["polarizability"].T, atol=1e-10)
+    assert np.linalg.eigvalsh(res["polarizability"]).min() > 0
+    other = water(field=-FIELD, seed=3)
+    both = provider.evaluate([other, atoms], props)
+    assert np.allclose(both[1]["polarizability"], res["polarizability"], atol=1e-12)
+    alone = provider.evaluate([other], props)[0]
+    assert np.allclose(both[0]["polarizability"], alone["polarizability"], atol=1e-12)
 
 
 def test_forces_are_the_gradient_at_a_field(provider):
@@ -196,24 +225,32 @@ def test_over_grpc_the_client_gets_dipole_born_charges_and_charges(tmp_path):
         client = Client(srv.address, "field")
         info = next(m for m in client.list_models() if m["name"] == "field")
         assert {"external_field", "fermi_level", "charge"} <= set(info["accepted_conditions"])
-        assert {"dipole", "born_charges", "charges"} <= set(info["properties"])
-        res = client.evaluate(water(), ["energy", "forces", "dipole", "born_charges", "charges"])
+        keys = ("dipole", "born_charges", "charges", "polarizability")
+        assert set(keys) <= set(info["properties"])
+        res = client.evaluate(water(), ["energy", "forces", *keys])
         local = LocalProvider(store.load("field", dtype="float64", device="cpu"))
-        ref = local.evaluate([water()], ["dipole", "born_charges", "charges"])[0]
+        ref = local.evaluate([water()], list(keys))[0]
         assert res["born_charges"].shape == (3, 3, 3)
-        for key in ("dipole", "born_charges", "charges"):
+        assert res["polarizability"].shape == (3, 3)
+        for key in keys:
             assert np.allclose(res[key], ref[key], atol=1e-12), key
+        pair = client.evaluate([water(seed=4), water()], ["energy", "polarizability"])
+        assert np.allclose(pair[1]["polarizability"], ref["polarizability"], atol=1e-12)
+        calc = RemoteCalculator(srv.address, "field")
+        assert np.allclose(calc.get_property("polarizability", water()), ref["polarizability"])
+        calc.close()
         with pytest.raises(ClientInvalidInput, match="does not accept 'external_field'"):
             Client(srv.address, "lj").evaluate(water(), ["energy"])
         body = {
             "systems": [{"positions": water().positions.tolist(), "numbers": [8, 1, 1],
                          "conditions": {"external_field": FIELD.tolist()}}],
-            "properties": ["energy", "dipole", "born_charges", "charges"],
+            "properties": ["energy", "dipole", "born_charges", "charges", "polarizability"],
         }  # fmt: skip
         reply = httpx.post(f"{srv.rest_url}/v1/models/field/evaluate", json=body)
         assert reply.status_code == 200, reply.text
         rest = reply.json()["results"][0]
         assert np.allclose(rest["dipole"], ref["dipole"], atol=1e-12)
         assert np.array(rest["born_charges"]).shape == (3, 3, 3)
+        assert np.allclose(rest["polarizability"], ref["polarizability"], atol=1e-12)
     finally:
         srv.stop()
