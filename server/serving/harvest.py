@@ -34,7 +34,7 @@ log = logging.getLogger("mlipserve.harvest")
 HARVESTED = Counter(
     "mlipserve_harvest_total",
     "Candidate structures offered to the harvester, by outcome "
-    "(stored, replaced, duplicate, budget, rate, dropped, failed)",
+    "(stored, replaced, duplicate, budget, rate, dropped, failed, conditions)",
     ["outcome"],
 )
 HARVEST_TENANT = "_harvest"  # owner of the round jobs and of the harvest's datasets
@@ -89,11 +89,17 @@ class Harvester:
         systems: list[SystemArrays],
         sigmas: list[float | None],
     ) -> None:
-        """Queue the systems whose sigma is above `trust_lo`; never blocks, never raises."""
+        """Queue the systems whose sigma is above `trust_lo`; never blocks, never raises.
+        Systems that carry conditions (a field, a charge, μe) are not kept: the labellers of a
+        round label at zero field and neutral, so their labels would be wrong."""
         try:
             picked = [
                 (s, float(g)) for s, g in zip(systems, sigmas) if g is not None and g > trust_lo
             ]
+            conditioned = sum(1 for s, _ in picked if s.conditions)
+            if conditioned:
+                HARVESTED.labels("conditions").inc(conditioned)
+                picked = [(s, g) for s, g in picked if not s.conditions]
             if not picked:
                 return
             atoms = sum(len(s.numbers) for s, _ in picked)

@@ -24,10 +24,11 @@ from mlipserve.server.serving.harvest import HARVEST_TENANT, HARVESTED
 from mlipserve.server.serving.harvest_pool import Pool, read_summary
 from mlipserve.server.store import ModelStore
 from mlipserve.simulation import RemoteProvider
+from mlipserve.wire import SystemArrays
 from tests.conftest import ServerThread
 
 CFG = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=1, members=2, max_z=30)
-MODELS = ("off", "dedup", "budget", "rate", "optout", "broken", "trigger", "rest")
+MODELS = ("off", "dedup", "budget", "rate", "optout", "broken", "trigger", "rest", "conditions")
 
 
 def metadata() -> dict:
@@ -171,6 +172,24 @@ def test_a_tenant_that_opts_out_has_nothing_stored(lab):
     assert server.running.harvester.idle.wait(20)
     assert pool(lab, "optout").counts() == {"alice": 1}
     assert "carol" not in pool(lab, "optout").tenants_ever()
+
+
+def test_systems_with_conditions_are_not_kept(lab):
+    """The round's labellers label neutral and at zero field: a structure evaluated in a field
+    or with a charge would get wrong labels, so the harvester counts and skips it."""
+    server = lab[0]
+    enable(lab, "conditions")
+    plain, fielded, charged = (SystemArrays.from_atoms(a) for a in cells(3, 13))
+    fielded.conditions["external_field"] = np.array([0.0, 0.0, 0.05])
+    charged.conditions["charge"] = np.array(1.0)
+    skipped = HARVESTED.labels("conditions")._value.get()
+    harvester = server.running.harvester
+    harvester.offer("conditions", 0.0, "alice", [fielded, plain, charged], [0.5, 0.5, 0.5])
+    assert harvester.idle.wait(20)
+    kept = pool(lab, "conditions").waiting()
+    assert len(kept) == 1
+    np.testing.assert_allclose(kept[0].positions, plain.positions)
+    assert HARVESTED.labels("conditions")._value.get() == skipped + 2
 
 
 def test_a_failing_writer_never_fails_a_request(lab):
