@@ -120,6 +120,7 @@ async def start_rest(running: RunningServer, settings: Settings, keys: KeyStore 
         queue_url=settings.job_queue_url,
         max_body_bytes=settings.rest_body_bytes,
         replica=settings.replica_name or f"{settings.host}:{running.port}",
+        harvester=running.harvester,
     )
     tls = (
         {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}

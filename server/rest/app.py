@@ -12,6 +12,7 @@ from mlipserve.server.config import rest_body_cap
 from mlipserve.server.rest import evaluate, harvest, health, jobs, models, status
 from mlipserve.server.rest.security import RequestGuard, principal
 from mlipserve.server.serving.checks import Limits
+from mlipserve.server.serving.harvest import Harvester
 from mlipserve.server.serving.registry import Registry
 from mlipserve.server.serving.tenancy import TenantLimits
 from mlipserve.server.store import ModelStore
@@ -32,6 +33,7 @@ def create_app(
     queue_url: str | None = None,
     max_body_bytes: int | None = None,
     replica: str = "",
+    harvester: Harvester | None = None,
 ) -> FastAPI:
     """The REST app; `grpc_serving` tells readiness whether the gRPC side is up.
 
@@ -57,6 +59,7 @@ def create_app(
     app.state.tenants = tenants or TenantLimits()
     app.state.queue_url = queue_url
     app.state.replica = replica
+    app.state.harvester = harvester
 
     @app.get("/openapi.json", dependencies=[Depends(principal)], include_in_schema=False)
     async def openapi() -> dict:

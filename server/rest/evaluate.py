@@ -179,11 +179,16 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
         version, systems, properties, priority = parse_body(payload, limits)
         loaded = request.app.state.registry.get(name, version)
         job = make_request(systems, properties, loaded.model.info, limits)
+        no_harvest = payload.get("no_harvest", False)
+        if not isinstance(no_harvest, bool):
+            raise InvalidInput("no_harvest: true or false is expected")
     except UnknownModel as err:
         raise HTTPException(404, str(err)) from None
     except InvalidInput as err:
         record_request(name, "REST", "INVALID_ARGUMENT")
         raise HTTPException(422, str(err)) from None
+    if request.app.state.harvester is not None:  # the batch also computes the spread
+        job = request.app.state.harvester.mark(job, loaded.model.info, no_harvest)
     try:
         request.app.state.tenants.admit(
             caller.tenant, job.n_atoms, loaded.batcher.queued_weight(caller.tenant)
@@ -204,6 +209,9 @@ async def evaluate(name: str, request: Request, caller: Principal = Depends(prin
         record_request(name, "REST", "INVALID_ARGUMENT")
         raise HTTPException(422, str(results))
     record_request(name, "REST", "OK", stats.queue_wait_s)
+    harvester = request.app.state.harvester
+    if harvester is not None:
+        harvester.collect(job, loaded.model.info, caller.tenant, results)
     request.app.state.registry.live.record_request(
         name, caller.tenant, job.n_atoms, stats.queue_wait_s, stats.compute_s, stats.atoms
     )

@@ -20,13 +20,15 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from prometheus_client import Counter
 
+from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.serving.dispatch import EvalRequest, trust_levels
 from mlipserve.server.serving.harvest_pool import HarvestSettings, Pool, settings_of
 from mlipserve.wire import SystemArrays
 
@@ -117,6 +119,19 @@ class Harvester:
         except Exception:  # noqa: BLE001 - harvesting never fails a request
             log.exception("harvest offer failed")
             HARVESTED.labels("failed").inc()
+
+    def mark(self, job: EvalRequest, info: ModelInfo, no_harvest: bool) -> EvalRequest:
+        """`job`, marked to compute the ensemble spread when `info`'s model is harvested and
+        the caller did not opt out."""
+        if not no_harvest and "uncertainty" in info.properties and self.wants(info.name):
+            return replace(job, harvest=True)
+        return job
+
+    def collect(self, job: EvalRequest, info: ModelInfo, tenant: str, results: list) -> None:
+        """For a marked job: pop each result's spread and offer its systems."""
+        if job.harvest:
+            sigmas = [r.pop("harvest_sigma", None) for r in results]
+            self.offer(info.name, trust_levels(info)[0], tenant, job.systems, sigmas)
 
     # -- the writer thread -----------------------------------------------------------------
     def start(self) -> Harvester:

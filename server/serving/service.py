@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import grpc
 import grpc.aio
@@ -15,7 +14,7 @@ from mlipserve.packed import encode_packed_response, unpack_systems
 from mlipserve.server.auth import AuthError, KeyStore
 from mlipserve.server.serving.batcher import BatchFailed, BatchStats
 from mlipserve.server.serving.checks import InvalidInput, Limits, check_system_count
-from mlipserve.server.serving.dispatch import EvalRequest, make_request, trust_levels
+from mlipserve.server.serving.dispatch import EvalRequest, make_request
 from mlipserve.server.serving.harvest import Harvester
 from mlipserve.server.serving.interceptors import resolve
 from mlipserve.server.serving.metrics import record_request
@@ -128,14 +127,8 @@ class PotentialService(pb_grpc.PotentialServicer):
             raise InvalidInput(str(err)) from None
         properties = _property_names(request)
         job = make_request(systems, properties, loaded.model.info, self.limits)
-        info = loaded.model.info
-        if (  # harvested: the batch also computes the ensemble spread
-            self.harvester is not None
-            and not request.no_harvest
-            and "uncertainty" in info.properties
-            and self.harvester.wants(info.name)
-        ):
-            job = replace(job, harvest=True)
+        if self.harvester is not None:  # harvested: the batch also computes the spread
+            job = self.harvester.mark(job, loaded.model.info, request.no_harvest)
         return loaded, job
 
     async def _prepare(self, request: pb.EvaluateRequest) -> tuple[LoadedModel, EvalRequest]:
@@ -201,10 +194,8 @@ class PotentialService(pb_grpc.PotentialServicer):
             record_request(model, method, "INVALID_ARGUMENT")
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(results))
         record_request(model, method, "OK", stats.queue_wait_s)
-        if job.harvest and self.harvester is not None:
-            sigmas = [r.pop("harvest_sigma", None) for r in results]
-            info = loaded.model.info
-            self.harvester.offer(info.name, trust_levels(info)[0], tenant, job.systems, sigmas)
+        if self.harvester is not None:
+            self.harvester.collect(job, loaded.model.info, tenant, results)
         self.registry.live.record_request(
             model, tenant, job.n_atoms, stats.queue_wait_s, stats.compute_s, stats.atoms
         )

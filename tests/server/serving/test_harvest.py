@@ -28,7 +28,10 @@ from mlipserve.wire import SystemArrays
 from tests.conftest import ServerThread
 
 CFG = PaiNNConfig(cutoff=4.0, features=8, radial=6, layers=1, members=2, max_z=30)
-MODELS = ("off", "dedup", "budget", "rate", "optout", "broken", "trigger", "rest", "conditions")
+MODELS = (
+    "off", "dedup", "budget", "rate", "optout", "broken", "trigger", "rest", "conditions",
+    "viarest",
+)  # fmt: skip
 
 
 def metadata() -> dict:
@@ -263,3 +266,29 @@ def test_every_client_surface_carries_the_opt_out(lab):
         assert calc.todict()["harvest"] is False
     assert server.running.harvester.idle.wait(20)
     assert "bob" not in pool(lab, "optout").tenants_ever()
+
+
+def test_rest_evaluations_are_harvested_unless_they_opt_out(lab):
+    server, _, tenants = lab
+    enable(lab, "viarest")
+    url = f"{server.rest_url}/v1/models/viarest/evaluate"
+    kept, skipped, plain = cells(3, 15)
+
+    def post(atoms, tenant: str, **extra) -> httpx.Response:
+        body = {"systems": [{"positions": atoms.positions.tolist(), "numbers": [29] * 4,
+                             "cell": atoms.cell.tolist(), "pbc": [True] * 3}],
+                "properties": ["energy", "forces"], **extra}  # fmt: skip
+        headers = {"authorization": f"Bearer {tenants[tenant]}"}
+        return httpx.post(url, json=body, headers=headers)
+
+    reply = post(kept, "alice")
+    assert reply.status_code == 200, reply.text
+    assert "harvest_sigma" not in reply.json()["results"][0]
+    assert post(skipped, "bob", no_harvest=True).status_code == 200
+    bad = post(plain, "bob", no_harvest="yes")
+    assert bad.status_code == 422 and "no_harvest" in bad.text
+    assert server.running.harvester.idle.wait(20)
+    waiting = pool(lab, "viarest").waiting()
+    assert [w.info["tenant"] for w in waiting] == ["alice"]
+    np.testing.assert_allclose(waiting[0].positions, kept.positions)
+    np.testing.assert_allclose([w.info["sigma"] for w in waiting], sigmas(lab, "viarest", [kept]))
