@@ -3,7 +3,7 @@
 In process (`LocalProvider`, float64): the same tiny PaiNN (16 features, 2 layers, 4 members,
 4 Å) alone, and as the short-range part of `painn-field` (charge equilibration + field
 coupling), on 8 water molecules (one call): energy + forces; + dipole; + dipole + Born
-charges. Ratios to the plain model, medians of `--repeats`.
+charges; + dipole + polarizability. Ratios to the plain model, medians of `--repeats`.
 Run: `.venv/bin/python -m benchmarks.field_cost` (under a minute).
 """
 
@@ -28,6 +28,7 @@ CASES = {
     "field: energy+forces": ("field", ["energy", "forces"]),
     "field: +dipole": ("field", ["energy", "forces", "dipole"]),
     "field: +dipole+born_charges": ("field", ["energy", "forces", "dipole", "born_charges"]),
+    "field: +dipole+polarizability": ("field", ["energy", "forces", "dipole", "polarizability"]),
 }
 
 
