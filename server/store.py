@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mlipserve.server.models.base import ModelInfo
+from mlipserve.server.models.base import TRUST_KEYS, ModelInfo
 from mlipserve.server.models.families import (
     ARCHIVE_FAMILIES,
     NATIVE_FAMILIES,
@@ -41,9 +41,6 @@ from mlipserve.server.store_events import announce
 ARTIFACT = "model.safetensors"
 METADATA = "metadata.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-TRUST_KEYS = ("trust_lo", "trust_hi", "energy_trust_lo", "energy_trust_hi")
 
 
 class StoreError(ValueError):

@@ -304,6 +304,7 @@ def encode_model_info(entry: Mapping[str, Any]) -> pb.ModelInfo:
         is_default=bool(entry["is_default"]),
         sha256=str(entry.get("sha256", "")),
         accepted_conditions=list(entry.get("accepted_conditions", ())),
+        trust={k: float(v) for k, v in entry.get("trust", {}).items()},
     )
 
 
@@ -323,4 +324,5 @@ def decode_model_info(msg: pb.ModelInfo) -> dict[str, Any]:
         "is_default": msg.is_default,
         "sha256": msg.sha256,
         "accepted_conditions": list(msg.accepted_conditions),
+        "trust": dict(msg.trust),
     }

@@ -24,6 +24,11 @@ ALL_PROPERTIES = (
 )  # fmt: skip
 # The conditions with fixed names and units (PolarMACE's convention): shape per system
 STANDARD_CONDITIONS = {"external_field": (3,), "fermi_level": (), "charge": (), "spin": ()}
+TRUST_LO, TRUST_HI = 0.05, 0.15  # eV/Å on the max per-atom force std (DP-GEN's defaults)
+# eV/atom on the energy std: a symmetric cell has zero forces (and force std) however wrong
+# its energy; these catch it (a default-model held-out energy error is a few meV/atom)
+ENERGY_TRUST_LO, ENERGY_TRUST_HI = 0.01, 0.05
+TRUST_KEYS = ("trust_lo", "trust_hi", "energy_trust_lo", "energy_trust_hi")
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,19 @@ class ModelInfo:
             "accepted_conditions": sorted(set(self.conditions) | set(self.condition_shapes)),
         }
         entry["sha256"] = self.sha256 or description_hash(entry)
+        if self.ensemble_size:  # the levels its `candidate` / `untrusted` warnings use
+            entry["trust"] = dict(zip(TRUST_KEYS, trust_levels(self)))
         return entry
+
+
+def trust_levels(info: ModelInfo) -> tuple[float, float, float, float]:
+    """(trust_lo, trust_hi) on forces (eV/Å) and (energy_trust_lo, energy_trust_hi) on the
+    energy std per atom (eV/atom) of a model: from its metadata, else the defaults."""
+    defaults = (TRUST_LO, TRUST_HI, ENERGY_TRUST_LO, ENERGY_TRUST_HI)
+    lo, hi, energy_lo, energy_hi = (
+        float(info.extra.get(k, d)) for k, d in zip(TRUST_KEYS, defaults)
+    )
+    return lo, hi, energy_lo, energy_hi
 
 
 class Potential(Protocol):

@@ -7,7 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from mlipserve.server.models.base import ModelInfo, Potential, prepare_input, run_prepared
+from mlipserve.server.models.base import (  # noqa: F401  (the trust levels re-exported)
+    ENERGY_TRUST_HI,
+    ENERGY_TRUST_LO,
+    TRUST_HI,
+    TRUST_LO,
+    ModelInfo,
+    Potential,
+    prepare_input,
+    run_prepared,
+    trust_levels,
+)
 from mlipserve.server.models.batch import SystemBatch
 from mlipserve.server.serving.checks import (
     InvalidInput,
@@ -265,23 +275,6 @@ def _release_device_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-TRUST_LO, TRUST_HI = 0.05, 0.15  # eV/Å on the max per-atom force std (DP-GEN's defaults)
-# eV/atom on the energy std: a symmetric cell has zero forces (and force std) however wrong
-# its energy; these catch it (a default-model held-out energy error is a few meV/atom)
-ENERGY_TRUST_LO, ENERGY_TRUST_HI = 0.01, 0.05
-
-
-def trust_levels(info: ModelInfo) -> tuple[float, float, float, float]:
-    """(trust_lo, trust_hi) on forces (eV/Å) and (energy_trust_lo, energy_trust_hi) on the
-    energy std per atom (eV/atom) of a model: from its metadata, else the defaults."""
-    return (
-        float(info.extra.get("trust_lo", TRUST_LO)),
-        float(info.extra.get("trust_hi", TRUST_HI)),
-        float(info.extra.get("energy_trust_lo", ENERGY_TRUST_LO)),
-        float(info.extra.get("energy_trust_hi", ENERGY_TRUST_HI)),
-    )
 
 
 def _flag(value: float, lo: float, hi: float, what: str, unit: str, name: str) -> list[str]:

@@ -6,13 +6,15 @@ iteration. `screen_and_refine` screens many candidate pathways on a fast model, 
 forward barrier (lowest first: the hops that dominate the kinetics) and re-runs the `top_k`
 best on a reference provider (EMT adapter here, a DFT labeller later) from the model's
 relaxed images, after re-relaxing their endpoints on the reference (`relax_batch`, batched
-too), again all bands in one call.
+too), again all bands in one call. With `trust` (an ensemble model) a band with an image the
+ensemble disagrees on is ranked after every trusted band: a hole in the model (molecules:
+a water ring collapsing to O-O 1.3 Å) otherwise screens as the lowest barrier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +102,14 @@ def run_neb(
 
 @dataclass
 class ScreenReport:
-    """Screened results (input order), ranking by screened barrier, refined top candidates."""
+    """Screened results (input order), ranking by screened barrier (trusted bands first),
+    refined top candidates, and each band's highest image max_force_std when asked."""
 
     screened: list[NEBResult]
     ranking: list[int]
     refined: dict[int, NEBResult]
+    untrusted: list[int] = field(default_factory=list)
+    path_force_std: list[float] = field(default_factory=list)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per band in ranking order: barriers (eV), their difference, uncertainty."""
@@ -115,7 +120,10 @@ class ScreenReport:
                 "rank": rank,
                 "screened_barrier": self.screened[i].barrier,
                 "screened_energy_std": self.screened[i].energy_std,
+                "trusted": i not in self.untrusted,
             }
+            if self.path_force_std:
+                row["path_max_force_std"] = self.path_force_std[i]
             if i in self.refined:
                 row["refined_barrier"] = self.refined[i].barrier
                 row["error"] = self.screened[i].barrier - self.refined[i].barrier
@@ -161,13 +169,17 @@ def screen_and_refine(
     k: float = 0.1,
     uncertainty: bool = False,
     relax_endpoints: bool = True,
+    trust: float | None = None,
     progress: bool = True,
 ) -> ScreenReport:
     """Screen every band on `model`, then re-run the `top_k` lowest barriers on `reference`.
 
     `uncertainty` asks the model (an ensemble) for the climbing image's energy_std and
     max_force_std. With `relax_endpoints` the refined bands' endpoints are first relaxed on
-    the reference (fmax = `refine_fmax`), so barriers refer to reference minima.
+    the reference (fmax = `refine_fmax`), so barriers refer to reference minima. With
+    `trust` (eV/Å, an ensemble model: e.g. its served trust_hi) a band whose images' highest
+    max_force_std (one extra model call over every image) exceeds it is untrusted and ranked
+    after the trusted ones.
     """
     if not bands:
         raise ValueError("screen_and_refine needs at least one band")
@@ -184,7 +196,16 @@ def screen_and_refine(
         uncertainty=uncertainty,
         progress=progress,
     )
-    ranking = sorted(range(len(bands)), key=lambda i: screened[i].barrier)
+    path_std: list[float] = []
+    if trust is not None:
+        images = [a for result in screened for a in result.images]
+        results = model.evaluate(images, ("energy", "forces", "uncertainty"))
+        stds = [r["max_force_std"] for r in results]
+        sizes = [len(result.images) for result in screened]
+        bounds = [sum(sizes[:j]) for j in range(len(sizes) + 1)]
+        path_std = [float(max(stds[a:b])) for a, b in zip(bounds, bounds[1:])]
+    untrusted = [i for i, std in enumerate(path_std) if std > (trust or 0.0)]
+    ranking = sorted(range(len(bands)), key=lambda i: (i in untrusted, screened[i].barrier))
     chosen = ranking[:top_k]
     starts = [[a.copy() for a in screened[i].images] for i in chosen]
     if relax_endpoints and starts:
@@ -207,4 +228,10 @@ def screen_and_refine(
         if starts
         else []
     )
-    return ScreenReport(screened=screened, ranking=ranking, refined=dict(zip(chosen, refined)))
+    return ScreenReport(
+        screened=screened,
+        ranking=ranking,
+        refined=dict(zip(chosen, refined)),
+        untrusted=untrusted,
+        path_force_std=path_std,
+    )

@@ -5,7 +5,8 @@ q_ij, forces F_ij (from the state's last force call) and centroids q̄_i:
 
 - primitive (thermodynamic) kinetic energy:
   K_prim = dNP/(2β) − (1/P) Σ_ij ½ m_i ω_P² |q_ij − q_i,j+1|²
-- centroid-virial kinetic energy: K_cv = dN/(2β) − (1/2P) Σ_ij (q_ij − q̄_i)·F_ij
+- centroid-virial kinetic energy: K_cv = dN/(2β) − (1/2P) Σ_ij (q_ij − q̄_i)·F_ij (also per
+  atom, and per atom averaged over the atoms of each element)
 - potential energy: V = (1/P) Σ_j V(q_j)
 - radius of gyration of atom i: r_g = √((1/P) Σ_j |q_ij − q̄_i|²)
 - ring-polymer Hamiltonian H_P = Σ_j [Σ_i |p_ij|²/2m_i + V(q_j)] + Σ_ij ½ m_i ω_P² |q_ij − q_i,j+1|²
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from ase import units
+from ase.data import chemical_symbols
 
 from mlipserve.simulation.pimd.normal_modes import ring_polymer_frequency
 from mlipserve.simulation.pimd.ring_polymer import RingPolymerState
@@ -60,6 +62,12 @@ def quantum_kinetic_energy(state: RingPolymerState, per_atom: bool = False) -> n
     """The quantum kinetic energy by the centroid-virial estimator: (R,) or per atom (R, N)."""
     k = kinetic_centroid_virial_per_atom(state)
     return k if per_atom else k.sum(1)
+
+
+def kinetic_centroid_virial_by_species(state: RingPolymerState) -> dict[str, np.ndarray]:
+    """Centroid-virial kinetic energy per atom averaged over each element: {symbol: (R,)}, eV."""
+    k = kinetic_centroid_virial_per_atom(state)
+    return {chemical_symbols[z]: k[:, state.numbers == z].mean(1) for z in np.unique(state.numbers)}
 
 
 def potential_energy(state: RingPolymerState) -> np.ndarray:

@@ -3,52 +3,21 @@ that could be wrong: each is checked against physics or a reference value."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, free_port
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from tests.examples.conftest import EXAMPLES, run
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A server with the default model, EMT, LJ and Morse, REST and one queue worker."""
-    data = tmp_path_factory.mktemp("examples-server")
-    env = {"MLIPSERVE_DATA_DIR": str(data), "OMP_NUM_THREADS": "1"}
-    srv = ServerProcess(free_port(), "--models", "default,emt,lj,morse", env=env)
-    srv.wait_ready()
-    yield srv
-    srv.terminate()
-
-
-def run(lab, tmp_path, name: str, *args: str) -> dict:
-    """Run examples/NAME.py --small and return its JSON summary."""
-    out = tmp_path / name
-    cmd = [sys.executable, str(EXAMPLES / f"{name}.py"), "--target", lab.address]
-    cmd += ["--url", lab.rest_url, "--small", "--output", str(out), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = (
-        json.loads(next(out.glob("*.json")).read_text())
-        if name != "active_learning"
-        else (json.loads((out / "active_learning.json").read_text()))
-    )
-    assert summary["provenance"]["server"] == lab.address
-    assert len(summary["provenance"]["model_sha256"]) == 64
-    return summary
-
-
-def test_every_driver_has_an_example_and_a_test():
+def test_every_driver_and_chemistry_check_has_an_example_and_a_test():
     names = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
-    wanted = {"md", "relax", "neb", "pimd", "blending", "umbrella", "metadynamics"}
-    assert names == wanted | {"active_learning", "properties"}
-    tested = {n.split("test_")[1].split("_example")[0] for n in globals() if n.endswith("_example")}
-    assert tested == names
+    drivers = {"md", "relax", "neb", "pimd", "blending", "umbrella", "metadynamics"}
+    chemistry = {"molecular_neb", "water_md", "water_pimd", "molecular_blending"}
+    assert names == drivers | chemistry | {"active_learning", "properties"}
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    assert set(re.findall(r"def test_(\w+)_example\(", tests)) == names
 
 
 def test_md_example(lab, tmp_path):

@@ -223,7 +223,14 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default", "sha256", "accepted_conditions")
+    __slots__ = ("name", "version", "kind", "elements", "cutoff", "ensemble_size", "conditions", "properties", "dtype", "device", "is_default", "sha256", "accepted_conditions", "trust")
+    class TrustEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +244,7 @@ class ModelInfo(_message.Message):
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    TRUST_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     kind: str
@@ -250,7 +258,8 @@ class ModelInfo(_message.Message):
     is_default: bool
     sha256: str
     accepted_conditions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ..., accepted_conditions: _Optional[_Iterable[str]] = ...) -> None: ...
+    trust: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., elements: _Optional[_Iterable[int]] = ..., cutoff: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., conditions: _Optional[_Iterable[str]] = ..., properties: _Optional[_Iterable[_Union[Property, str]]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., is_default: _Optional[bool] = ..., sha256: _Optional[str] = ..., accepted_conditions: _Optional[_Iterable[str]] = ..., trust: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

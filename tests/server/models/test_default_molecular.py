@@ -52,17 +52,36 @@ def test_shipped_small_served_by_default_with_its_figures():
     info = load_builtin("default-molecular").info
     assert trust_levels(info)[:2] == (meta["trust_lo"], meta["trust_hi"])
     assert sum(metrics["labels"]["train"].values()) > 500
+    # the chemistry checks' figures (benchmarks/), recorded beside the held-out errors
+    chem = metrics["chemistry"]
+    for row in chem["screen_refine"]["barriers_eV"].values():
+        if row["trusted"] and row["xtb_scratch"] is not None:
+            assert abs(row["model"] - row["xtb_scratch"]) < 0.05, row
+        if row["refined"] is not None:
+            assert abs(row["refined"] - row["xtb_scratch"]) < 0.02, row
+    assert chem["water_nvt"]["molecules_intact"] and chem["water_nvt"]["simulated_ps"] >= 10
+    pimd = chem["water_pimd"]
+    ke, classical = pimd["KE_H_meV_by_beads"], pimd["classical_3_2_kT_meV"]
+    assert ke["8"] < ke["16"] < ke["32"] and ke["8"] > 2 * classical
     weights = SHIPPED / "default-molecular" / meta["version"] / "model.safetensors"
     assert weights.stat().st_size < 2 * 1024**2
 
 
 def test_served_over_grpc_as_in_process():
-    srv = ServerThread(Settings(port=0, models=["default-molecular"]))
+    srv = ServerThread(Settings(port=0, models=["default-molecular", "lj"]))
     try:
         with Client(srv.address, "default-molecular") as client:
             got = client.evaluate(_dimer(), ["energy", "forces", "uncertainty"])
+            listed = {e["name"]: e for e in client.list_models()}
     finally:
         srv.stop()
+    # ListModels reports the levels its warnings use: the model's own (metadata), not the
+    # defaults (0.05 / 0.15 eV/Å); a single model (LJ) has none
+    meta = ModelStore(SHIPPED).metadata("default-molecular")
+    trust = listed["default-molecular"]["trust"]
+    assert trust["trust_lo"] == meta["trust_lo"] and trust["trust_hi"] == meta["trust_hi"]
+    assert set(trust) == {"trust_lo", "trust_hi", "energy_trust_lo", "energy_trust_hi"}
+    assert listed["lj"]["trust"] == {}
     local = LocalProvider(load_builtin("default-molecular")).evaluate(
         [_dimer()], ["energy", "forces", "uncertainty"]
     )[0]
