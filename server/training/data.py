@@ -115,4 +115,6 @@ class GraphCache:
                 else None
             ),
             "volume": t(np.abs(np.linalg.det(batch.cell))),
+            # per structure, atoms.info["force_weight"] (default 1): 0 trains its energy only
+            "force_weight": t([self.structures[i].info.get("force_weight", 1.0) for i in indices]),
         }

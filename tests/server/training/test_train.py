@@ -98,3 +98,44 @@ def test_metrics_match_a_direct_computation(trained):
         )
     )
     assert metrics["force_mae_mev_per_A"] == pytest.approx(direct, rel=1e-9)
+
+
+def test_force_weight_zero_trains_a_structure_on_its_energy_only():
+    """atoms.info["force_weight"] = 0 (the field model's vertical ions): the loss ignores that
+    structure's forces, however wrong, and still counts its energy."""
+    import torch
+
+    from mlipserve.server.models.painn import PaiNN
+    from mlipserve.server.training.data import GraphCache
+    from mlipserve.server.training.loop import batch_loss
+
+    torch.manual_seed(0)
+    module = PaiNN(TINY).double()
+    frames = emt_frames(2, seed=3)
+    bad = frames[1].copy()
+    res = frames[1].calc.results
+    bad.calc = SinglePointCalculator(
+        bad, energy=res["energy"] + 1.0, forces=res["forces"] + 5.0, stress=res["stress"]
+    )
+    cfg = TrainConfig(stress_weight=0.0)
+    weights = torch.ones(TINY.members, 2, dtype=torch.float64)
+
+    def loss(structures):
+        g = GraphCache(structures, TINY.cutoff).batch([0, 1], torch.float64, torch.device("cpu"))
+        return float(batch_loss(module, g, weights, cfg))
+
+    exact_forces = bad.copy()
+    exact_forces.calc = SinglePointCalculator(
+        exact_forces, energy=res["energy"] + 1.0, forces=res["forces"], stress=res["stress"]
+    )
+    # the model's own force error on frame 1 still counts with weight 1 but not with weight 0
+    bad.info["force_weight"] = exact_forces.info["force_weight"] = 0.0
+    assert loss([frames[0], bad]) == pytest.approx(loss([frames[0], exact_forces]), rel=1e-12)
+    weighted = loss([frames[0], bad])
+    bad.info["force_weight"] = 1.0
+    assert loss([frames[0], bad]) > weighted + 1e5  # 5 eV/Å more error: (5000 meV/Å)² scale
+    # its energy still counts: the 1 eV offset moves the loss with the forces weighted out
+    plain = frames[1].copy()
+    plain.calc = frames[1].calc
+    plain.info["force_weight"] = 0.0
+    assert abs(weighted - loss([frames[0], plain])) > 1.0
