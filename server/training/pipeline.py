@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from ase import Atoms
 
 from mlipserve.server.models.families import native_family
@@ -54,16 +55,18 @@ def train_version(
     *,
     arch: Architecture | None = None,
     warm_start: str | None = None,
+    init_module: torch.nn.Module | None = None,
     report_dir: str | Path | None = None,
     extra_sets: dict[str, Sequence[Atoms]] | None = None,
     metadata: dict | None = None,
     make_default: bool = True,
     progress: bool = True,
 ) -> tuple[str, dict]:
-    """Train (or warm-start from `name@warm_start`) and store a new version; return it and
+    """Train (or warm-start from `name@warm_start`, or from `init_module`, e.g. a new family's
+    module with a trunk loaded from another model) and store a new version; return it and
     its metrics."""
     arch = arch or Architecture()
-    init = store.load_module(name, warm_start)[0] if warm_start else None
+    init = store.load_module(name, warm_start)[0] if warm_start else init_module
     if init is not None:
         arch = Architecture(init.cfg.members, init.cfg.features, init.cfg.layers, init.cfg.cutoff)
     elements = sorted({int(z) for a in structures for z in a.numbers})
