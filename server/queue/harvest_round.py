@@ -99,7 +99,7 @@ def _dicts(structures: list) -> list[dict]:
 def run_round(ctx: JobContext, params: dict) -> dict:
     """select → label → retrain → promote for `params["model"]`; the round's record."""
     from mlipserve.server.dataset import Dataset
-    from mlipserve.server.serving.dispatch import TRUST_LO
+    from mlipserve.server.models.base import TRUST_LO
     from mlipserve.server.store import ModelStore, StoreError
     from mlipserve.server.training.selection import select_batch, structure_descriptors
 

@@ -7,11 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mlipserve.server.models.base import (  # noqa: F401  (the trust levels re-exported)
-    ENERGY_TRUST_HI,
-    ENERGY_TRUST_LO,
-    TRUST_HI,
-    TRUST_LO,
+from mlipserve.server.models.base import (
     ModelInfo,
     Potential,
     prepare_input,

@@ -27,8 +27,8 @@ import numpy as np
 from ase import Atoms
 from prometheus_client import Counter
 
-from mlipserve.server.models.base import ModelInfo
-from mlipserve.server.serving.dispatch import EvalRequest, trust_levels
+from mlipserve.server.models.base import ModelInfo, trust_levels
+from mlipserve.server.serving.dispatch import EvalRequest
 from mlipserve.server.serving.harvest_pool import HarvestSettings, Pool, settings_of
 from mlipserve.wire import SystemArrays
 

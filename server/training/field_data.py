@@ -219,13 +219,13 @@ def main(out: str = "build/field", minutes: float = 25.0, fine_minutes: float = 
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    # the ions at the neutrals' equilibrium geometries only: their energies give the QEq
-    # curvature E(N+1) + E(N−1) − 2E(N) (the capacitance), while their vertical forces
-    # (~4 eV/Å, which the model fits poorly) would dominate the loss if rattled ions were many;
-    # two copies of each, so that the validation split seldom takes both
+    # the ions at the neutrals' equilibrium geometries, two copies of each (the validation
+    # split seldom takes both): their energies give the QEq curvature E(N+1) + E(N−1) − 2E(N)
+    # (the capacitance); their vertical forces (~2-4 eV/Å, which the model fits poorly) are
+    # not fitted, or they would dominate the force loss
     train_set = dataset(0, per_molecule=160, charged=4, extra=80, md=16)
-    for frame in train_set:  # the ions train their energies only: their vertical forces
-        if frame.info["charge"] != 0:  # (~2-4 eV/Å) dominated v2's first try's force loss
+    for frame in train_set:
+        if frame.info["charge"] != 0:
             frame.info["force_weight"] = 0.0
     held = {"held_out": dataset(1, per_molecule=12, charged=0),  # v1's held-out frames
             "held_out_wider": dataset(2, per_molecule=0, charged=4, extra=12, md=3,
@@ -259,8 +259,8 @@ def main(out: str = "build/field", minutes: float = 25.0, fine_minutes: float = 
     meta["metrics"] = fine_metrics
     meta["parent_version"] = None  # its first stage (metrics.first_stage) stays in OUT/store
     meta["labels"] = (
-        "GFN2-xTB (tblite): neutral molecules at |E| ≤ 0.1 V/Å, ±1 e ions at E = 0; "
-        f"{len(train_set)} frames"
+        "GFN2-xTB (tblite): neutral molecules at |E| ≤ 0.1 V/Å (rattled, and xTB MD at "
+        f"300/600 K in a field), ±1 e ions at E = 0 (their energies only); {len(train_set)} frames"
     )
     path.write_text(json.dumps(meta, indent=2))
     report = {k: v for k, v in fine_metrics.items() if k != "test_split"}

@@ -116,8 +116,7 @@ def batch_loss(module: PaiNN, g: dict, weights: torch.Tensor, cfg: TrainConfig) 
     e_err = 1e3 * (energy - g["energy"]) / g["n_atoms"]  # (K, S) meV/atom
     f_err = 1e3 * (forces - g["forces"])  # (K, A, 3) meV/Å
     atom_w = weights[:, g["system_index"]]  # (K, A)
-    if g.get("force_weight") is not None:  # structures whose forces are not to be fitted
-        atom_w = atom_w * g["force_weight"][g["system_index"]]
+    atom_w = atom_w * g["force_weight"][g["system_index"]]  # 0: forces not fitted
     loss = cfg.energy_weight * (weights * e_err**2).sum(1) / weights.sum(1).clamp_min(1e-9)
     loss = loss + cfg.forces_weight * (atom_w * (f_err**2).mean(-1)).sum(1) / atom_w.sum(
         1

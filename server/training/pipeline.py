@@ -65,6 +65,8 @@ def train_version(
     """Train (or warm-start from `name@warm_start`, or from `init_module`, e.g. a new family's
     module with a trunk loaded from another model) and store a new version; return it and
     its metrics."""
+    if warm_start and init_module is not None:
+        raise ValueError("give warm_start or init_module, not both")
     arch = arch or Architecture()
     init = store.load_module(name, warm_start)[0] if warm_start else init_module
     if init is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ase.build import bulk
 
-from mlipserve.server.serving.dispatch import TRUST_HI, TRUST_LO
+from mlipserve.server.models.base import TRUST_HI, TRUST_LO
 from mlipserve.server.serving.local import LocalProvider
 
 
@@ -34,7 +34,7 @@ def test_a_symmetric_cell_far_outside_the_model_is_flagged_by_its_energy_std():
     """The README's old example: Cu on the argon committee. Every force is zero by symmetry
     (so is the force std), yet the energy is hundreds of eV off and the members disagree by
     tens of eV per atom: the energy std per atom flags it."""
-    from mlipserve.server.serving.dispatch import ENERGY_TRUST_HI
+    from mlipserve.server.models.base import ENERGY_TRUST_HI
 
     provider = LocalProvider("lj-ensemble")
     copper = bulk("Cu", "fcc", a=3.61, cubic=True)

@@ -10,8 +10,8 @@ from ase.collections import s22
 
 from mlipserve.client import Client
 from mlipserve.server.config import Settings
+from mlipserve.server.models.base import trust_levels
 from mlipserve.server.models.builtin import DEFAULT_MODELS, SHIPPED, load_builtin
-from mlipserve.server.serving.dispatch import trust_levels
 from mlipserve.server.serving.local import LocalProvider
 from mlipserve.server.store import ModelStore
 from mlipserve.server.training import molecular_data as md

@@ -4,6 +4,7 @@ shipped default-molecular trunk."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mlipserve.server.labellers.xtb import charge_scan
@@ -67,6 +68,8 @@ def test_warm_module_is_the_default_molecular_trunk_and_trains(tmp_path):
     version, _ = train_version(
         frames, store, "f", cfg, init_module=module, metadata={"trunk_from": "x"}, progress=False
     )
+    with pytest.raises(ValueError, match="not both"):
+        train_version(frames, store, "f", cfg, warm_start=version, init_module=module)
     meta = store.metadata("f", version)
     assert meta["family"] == "painn-field" and meta["trunk_from"] == "x"
     assert meta["config"]["features"] == 32 and meta["config"]["cutoff"] == 4.5
