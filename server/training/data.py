@@ -68,6 +68,13 @@ class GraphCache:
 
     def __init__(self, structures: Sequence[Atoms], cutoff: float) -> None:
         self.structures = list(structures)
+        for i, atoms in enumerate(self.structures):
+            weight = atoms.info.get("force_weight", 1.0)
+            if not isinstance(weight, (int, float, np.number)) or not 0 <= weight < np.inf:
+                raise ValueError(
+                    f"structure {i}: info['force_weight'] must be a finite number >= 0, "
+                    f"got {weight!r}"
+                )
         self.cutoff = cutoff
         self._edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 

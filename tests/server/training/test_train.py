@@ -139,3 +139,7 @@ def test_force_weight_zero_trains_a_structure_on_its_energy_only():
     plain.calc = frames[1].calc
     plain.info["force_weight"] = 0.0
     assert abs(weighted - loss([frames[0], plain])) > 1.0
+    for bad_weight in (float("nan"), -1.0, np.inf, "0"):  # a clear error, not a NaN loss
+        plain.info["force_weight"] = bad_weight
+        with pytest.raises(ValueError, match="structure 1: info\\['force_weight'\\]"):
+            GraphCache([frames[0], plain], TINY.cutoff)
